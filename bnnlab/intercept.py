@@ -1,0 +1,247 @@
+"""Quantize an unmodified Flax Linen model by rules, keeping its parameter tree.
+
+    >>> qmodel = bnnlab.quantize_model(model, [
+    ...     bnnlab.Rule("Conv_0"),                                   # first conv stays float
+    ...     bnnlab.Rule("Dense_.*"),                                 # so does the classifier
+    ...     bnnlab.Rule(".*", kernel="ste_sign", inputs="ste_sign"), # everything else binary
+    ... ])
+    >>> variables = qmodel.init(rng, x)         # the same tree model.init gives
+    >>> logits = qmodel.apply(variables, x, progress=0.5)
+
+How it works: ``nn.intercept_methods`` sees every module call with its path. For an ``nn.Conv``
+or ``nn.Dense`` whose path a rule matches, the interceptor hands the module a quantizing
+``conv_general_dilated`` / ``dot_general`` for the duration of that call (the hook Linen provides
+for exactly this), so the module creates and reads its own params unchanged and only the
+arithmetic is quantized. Rules match the '/'-joined module path with ``re.fullmatch``; the first
+matching rule wins; a rule with no quantizers keeps a module in float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+
+import flax.linen as nn
+import jax
+from jax import lax
+
+from bnnlab import quant
+from bnnlab.layers import inventory, quantized
+
+SUPPORTED = (nn.Conv, nn.Dense)
+ON_UNUSED = ("error", "warn", "ignore")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """Quantize the ``nn.Conv``/``nn.Dense`` modules whose path fully matches ``module_path``.
+
+    Attributes:
+      module_path: regex matched with ``re.fullmatch`` against the '/'-joined module path
+        (e.g. ``"ResNetBlock_0/Conv_1"``).
+      kernel: quantizer (or registered name / call string) for the kernel; None keeps it float.
+      inputs: quantizer for the module's inputs; None keeps them float.
+      pad_value: value of padded taps after input quantization, 0 or 1 (convolutions only).
+    """
+
+    module_path: str
+    kernel: quant.Quantizer | str | None = None
+    inputs: quant.Quantizer | str | None = None
+    pad_value: float = 0.0
+
+    def __post_init__(self):
+        try:
+            re.compile(self.module_path)
+        except re.error as e:
+            raise ValueError(f"Rule module_path {self.module_path!r} is not a regex: {e}.") from e
+        quantized.check_pad_value(self.pad_value)
+        for field in ("kernel", "inputs"):
+            q = quant.resolve(getattr(self, field))
+            if q is not None and (q.learnable or (q.stateful and field == "inputs")):
+                raise ValueError(
+                    f"Quantizer {q.name!r} has learnable arrays {q.learnable} that the original "
+                    "model has no parameters for; quantize_model keeps the parameter tree "
+                    "unchanged, so use bnnlab.layers.QuantConv/QuantDense for it."
+                )
+            object.__setattr__(self, field, q)
+
+    @property
+    def is_float(self) -> bool:
+        return self.kernel is None and self.inputs is None
+
+
+def _quantizing_op(base_op, rule: Rule, progress, train: bool, is_conv: bool):
+    """A conv_general_dilated / dot_general that quantizes its operands, then calls ``base_op``.
+
+    A stateful kernel quantizer (SiMaN) has nowhere to store its eval-time state here, so it
+    recomputes its code from the latent weights in every call.
+    """
+
+    def quantize_operands(lhs, rhs):
+        if rule.inputs is not None:
+            lhs = rule.inputs(lhs, progress=progress, train=train)
+        if rule.kernel is not None:
+            rhs = rule.kernel(rhs, progress=progress, train=train)
+        return lhs, rhs
+
+    def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, **kwargs):
+        lhs, rhs = quantize_operands(lhs, rhs)
+        rank = rhs.ndim - 2
+        lhs, padding = quantized.pad_inputs(
+            lhs,
+            padding,
+            rhs.shape[:rank],
+            window_strides,
+            lhs_dilation or (1,) * rank,
+            rhs_dilation or (1,) * rank,
+            rule.pad_value,
+        )
+        return base_op(
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation,
+            **kwargs,
+        )
+
+    def dot(lhs, rhs, *args, **kwargs):
+        lhs, rhs = quantize_operands(lhs, rhs)
+        return base_op(lhs, rhs, *args, **kwargs)
+
+    return conv if is_conv else dot
+
+
+class QuantizedModel:
+    """A Linen model whose matching Conv/Dense modules compute with quantized operands.
+
+    ``init``/``apply`` take the wrapped model's arguments plus two keyword-only extras:
+    ``progress`` (training fraction for scheduled quantizers; a traced value never recompiles)
+    and ``quant_train`` (train-mode flag for quantizers that differ in eval, default True).
+    Any other attribute is the wrapped model's.
+    """
+
+    def __init__(self, model: nn.Module, rules, on_unused: str = "error"):
+        if on_unused not in ON_UNUSED:
+            raise ValueError(f"on_unused must be one of {ON_UNUSED}, got {on_unused!r}.")
+        rules = tuple(rules)
+        if not rules:
+            raise ValueError("quantize_model needs at least one Rule.")
+        for r in rules:
+            if not isinstance(r, Rule):
+                raise TypeError(f"Expected bnnlab.Rule objects, got {type(r).__name__}: {r!r}.")
+        self.model = model
+        self.rules = rules
+        self.on_unused = on_unused
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def rule_for(self, path: str) -> int | None:
+        """Index of the first rule matching ``path``, or None."""
+        return next(
+            (i for i, r in enumerate(self.rules) if re.fullmatch(r.module_path, path)), None
+        )
+
+    def _intercept(self, progress, train: bool, seen: dict[str, tuple[str, int | None]]):
+        def interceptor(next_fun, args, kwargs, context):
+            module = context.module
+            if context.method_name != "__call__" or not isinstance(module, SUPPORTED):
+                return next_fun(*args, **kwargs)
+            path = "/".join(module.path)
+            index = self.rule_for(path)
+            seen[path] = (type(module).__name__, index)
+            if index is None or self.rules[index].is_float:
+                return next_fun(*args, **kwargs)
+            is_conv = isinstance(module, nn.Conv)
+            attr = "conv_general_dilated_cls" if is_conv else "dot_general_cls"
+            original_cls = getattr(module, attr)
+            original_fn = getattr(module, attr[: -len("_cls")])
+
+            def make_op():
+                if original_cls is not None:
+                    base_op = original_cls()
+                elif original_fn is not None:
+                    base_op = original_fn
+                else:
+                    base_op = lax.conv_general_dilated if is_conv else lax.dot_general
+                return _quantizing_op(base_op, self.rules[index], progress, train, is_conv)
+
+            # Linen modules are frozen dataclasses; the hook is swapped for this call only.
+            object.__setattr__(module, attr, make_op)
+            try:
+                return next_fun(*args, **kwargs)
+            finally:
+                object.__setattr__(module, attr, original_cls)
+
+        return nn.intercept_methods(interceptor)
+
+    def _check_unused(self, seen):
+        used = {index for _, index in seen.values()}
+        unused = [r.module_path for i, r in enumerate(self.rules) if i not in used]
+        if not unused or self.on_unused == "ignore":
+            return
+        paths = ", ".join(f"{p} ({kind})" for p, (kind, _) in sorted(seen.items())) or "none"
+        message = (
+            f"quantize_model rule(s) {unused} matched no module (patterns are re.fullmatch'ed "
+            f"against '/'-joined paths; the first matching rule wins). Conv/Dense modules "
+            f"called: {paths}."
+        )
+        if self.on_unused == "error":
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=3)
+
+    def _run(self, fn, progress, train):
+        progress = quant.base.resolve_progress(progress) if progress is not None else None
+        seen: dict[str, tuple[str, int | None]] = {}
+        with self._intercept(progress, train, seen):
+            out = fn()
+        self._check_unused(seen)
+        return out, seen
+
+    def init(self, rngs, *args, progress=None, quant_train: bool = True, **kwargs):
+        return self._run(lambda: self.model.init(rngs, *args, **kwargs), progress, quant_train)[0]
+
+    def init_with_output(self, rngs, *args, progress=None, quant_train: bool = True, **kwargs):
+        return self._run(
+            lambda: self.model.init_with_output(rngs, *args, **kwargs), progress, quant_train
+        )[0]
+
+    def apply(self, variables, *args, progress=None, quant_train: bool = True, **kwargs):
+        return self._run(
+            lambda: self.model.apply(variables, *args, **kwargs), progress, quant_train
+        )[0]
+
+    def quantized_layers(self, *args, rngs=None, method=None, **kwargs):
+        """The quantized modules, as ``bnnlab.layers.inventory.find`` reports them."""
+        rngs = jax.random.key(0) if rngs is None else rngs
+        _, seen = self._run(
+            lambda: jax.eval_shape(lambda: self.model.init(rngs, *args, method=method, **kwargs)),
+            None,
+            True,
+        )
+        layers = {}
+        for path, (_, index) in seen.items():
+            if index is not None and not self.rules[index].is_float:
+                rule = self.rules[index]
+                layers[path] = inventory.QuantizedLayer(
+                    tuple(path.split("/")), rule.kernel, rule.inputs
+                )
+        return layers
+
+
+def quantize_model(model: nn.Module, rules, *, on_unused: str = "error") -> QuantizedModel:
+    """Wraps an unmodified Linen model so the Conv/Dense modules matched by ``rules`` quantize.
+
+    Args:
+      model: any ``flax.linen.Module``; its code is not changed.
+      rules: a sequence of ``Rule``; first match wins.
+      on_unused: what to do when a rule matches no called module: ``"error"`` (default, the
+        message lists the module paths that exist), ``"warn"`` or ``"ignore"``.
+
+    Returns:
+      A ``QuantizedModel`` whose ``init`` gives the same variables as ``model.init``.
+    """
+    return QuantizedModel(model, rules, on_unused=on_unused)

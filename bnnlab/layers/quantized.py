@@ -1,0 +1,299 @@
+"""QuantConv and QuantDense: ``nn.Conv`` / ``nn.Dense`` with pluggable weight and input quantizers.
+
+With no quantizers (or ``identity``) and no scale they compute exactly what ``nn.Conv`` /
+``nn.Dense`` compute, with the same parameter names and shapes, so float checkpoints load.
+The forward is
+
+    y = α ⊙ op(q_in(x), q_w(W)) + b
+
+where α is the optional learnable per-output-channel scale (ReCU, SiMaN) and b the bias.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen import initializers
+from flax.linen.dtypes import promote_dtype
+from flax.linen.linear import canonicalize_padding, default_kernel_init
+from jax import lax
+
+from bnnlab import quant
+from bnnlab.quant import math as qmath
+
+Array = jax.Array
+QuantizerLike = quant.Quantizer | str | None
+
+PAD_VALUES = (0.0, 1.0)
+STATE_COLLECTION = "quant_state"
+
+
+def scale_initializer(kind: str | Callable, kernel: Array) -> Callable:
+    """Initializer of the per-channel scale α.
+
+    ``"uniform"``: U[0, 1) (ReCU's code); ``"mean_abs"``: mean |W| of each initial filter
+    (SiMaN's code); ``"ones"``; or any ``init(rng, shape, dtype)`` callable.
+    """
+    if callable(kind):
+        return kind
+    if kind == "uniform":
+        return initializers.uniform(1.0)
+    if kind == "ones":
+        return initializers.ones_init()
+    if kind == "mean_abs":
+        return lambda rng, shape, dtype: (
+            qmath.mean_abs_per_filter(kernel).reshape(shape).astype(dtype)
+        )
+    raise ValueError(
+        f"Unknown scale {kind!r}: use None, 'uniform' (ReCU), 'mean_abs' (SiMaN), 'ones' or an "
+        "initializer callable."
+    )
+
+
+def check_pad_value(pad_value: float) -> None:
+    if pad_value not in PAD_VALUES:
+        raise ValueError(
+            f"pad_value must be 0 (zero padding, as the PyTorch reference code) or 1 (+1 "
+            f"padding, free in a bit-packed kernel), got {pad_value!r}."
+        )
+
+
+def explicit_padding(padding, inputs_shape, kernel_shape, strides, kernel_dilation):
+    """Lax padding (string or pairs) as explicit (low, high) pairs per spatial axis."""
+    if not isinstance(padding, str):
+        return [tuple(p) for p in padding]
+    if padding not in ("SAME", "VALID"):
+        raise ValueError(
+            f"padding {padding!r} is not supported by quantized convolutions; use 'SAME', "
+            "'VALID', an int or (low, high) pairs."
+        )
+    dilated = [(k - 1) * d + 1 for k, d in zip(kernel_shape, kernel_dilation, strict=True)]
+    return lax.padtype_to_pads(inputs_shape, dilated, strides, padding)
+
+
+def pad_inputs(x, padding, kernel_spatial, strides, input_dilation, kernel_dilation, pad_value):
+    """Pads ``x`` (N, spatial…, C) with ``pad_value`` and returns it with lax padding 'VALID'.
+
+    Zero padding is left to lax (identical to nn.Conv); +1 padding must be explicit because
+    lax pads with zeros.
+    """
+    if pad_value == 0.0 or padding == "VALID":
+        return x, padding
+    if any(d != 1 for d in input_dilation):
+        raise ValueError("pad_value=1 with input_dilation > 1 is not supported.")
+    pads = explicit_padding(padding, x.shape[1:-1], kernel_spatial, strides, kernel_dilation)
+    if all(p == (0, 0) for p in pads):
+        return x, "VALID"
+    x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=pad_value)
+    return x, "VALID"
+
+
+def resolve_train(module_train: bool | None, call_train: bool | None, quantizers) -> bool:
+    """The effective train flag; required only when a quantizer behaves differently in eval."""
+    train = module_train if call_train is None else call_train
+    if train is None:
+        needing = [q.name for q in quantizers if q is not None and q.mode_dependent]
+        if needing:
+            raise ValueError(
+                f"Quantizer(s) {needing} behave differently in training and evaluation: pass "
+                "train=True/False to the layer call (or set it as a layer attribute)."
+            )
+        return False
+    return bool(train)
+
+
+def quantize(
+    module: nn.Module, q: quant.Quantizer | None, x: Array, role: str, *, train: bool, progress
+) -> Array:
+    """Applies ``q`` inside ``module``, creating its learnable arrays and stored state.
+
+    Learnable arrays become params named ``{role}_{name}`` (e.g. ``kernel_step``); stored state
+    lives in the ``quant_state`` collection as ``{role}_state`` and is refreshed in training
+    when that collection is mutable.
+    """
+    if q is None:
+        return x
+    kwargs: dict[str, Any] = {}
+    for name in q.learnable:
+        kwargs[name] = module.param(f"{role}_{name}", lambda _, n=name: q.init_learnable(x)[n])
+    if q.stateful:
+        state = module.variable(STATE_COLLECTION, f"{role}_state", q.init_state, x)
+        if (
+            train
+            and module.is_mutable_collection(STATE_COLLECTION)
+            and not (module.is_initializing())
+        ):
+            state.value = q.next_state(x, progress=progress)
+        kwargs["state"] = state.value
+    return q(x, progress=progress, train=train, **kwargs)
+
+
+class _QuantBase(nn.Module):
+    """Shared helpers; subclasses declare the fields (so ``features`` can stay positional)."""
+
+    def _quantizers(self):
+        return quant.resolve(self.kernel_quantizer), quant.resolve(self.input_quantizer)
+
+    def _scale(self, kernel: Array, features: int, param_dtype) -> Array | None:
+        if self.scale is None:
+            return None
+        return self.param("scale", scale_initializer(self.scale, kernel), (features,), param_dtype)
+
+
+class QuantConv(_QuantBase):
+    """``nn.Conv`` with quantizers: y = α ⊙ conv(pad(q_in(x)), q_w(W)) + b.
+
+    Attributes (beyond ``nn.Conv``'s):
+      kernel_quantizer: quantizer (or its registered name) for the HWIO kernel; the last axis
+        is the output channel, so per-filter statistics reduce over the other axes.
+      input_quantizer: quantizer for the inputs (batch axis first).
+      scale: None, ``"uniform"`` (ReCU), ``"mean_abs"`` (SiMaN), ``"ones"`` or an initializer;
+        creates a learnable per-output-channel ``scale`` param.
+      pad_value: value of padded taps *after* input quantization: 0 (zero padding, as the
+        PyTorch reference code) or 1 (+1 padding, free for a bit-packed kernel).
+      train: default train flag (the call argument overrides it).
+
+    Call: ``layer(x, train=..., progress=...)``; ``progress`` ∈ [0, 1] drives schedules.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = 1
+    padding: Any = "SAME"
+    input_dilation: int | Sequence[int] = 1
+    kernel_dilation: int | Sequence[int] = 1
+    feature_group_count: int = 1
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Callable = default_kernel_init
+    bias_init: Callable = initializers.zeros_init()
+    kernel_quantizer: QuantizerLike = None
+    input_quantizer: QuantizerLike = None
+    scale: str | Callable | None = None
+    pad_value: float = 0.0
+    train: bool | None = None
+
+    @nn.compact
+    def __call__(self, inputs: Array, *, train: bool | None = None, progress=None) -> Array:
+        check_pad_value(self.pad_value)
+        kernel_q, input_q = self._quantizers()
+        train = resolve_train(self.train, train, (kernel_q, input_q))
+        kernel_size = (
+            (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+        )
+        rank = len(kernel_size)
+
+        def broadcast(v):
+            return (v,) * rank if isinstance(v, int) else tuple(v)
+
+        strides = broadcast(self.strides)
+        input_dilation = broadcast(self.input_dilation)
+        kernel_dilation = broadcast(self.kernel_dilation)
+
+        batch_shape = inputs.shape[: inputs.ndim - (rank + 1)]
+        if len(batch_shape) != 1:
+            inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape) :])
+
+        in_features = inputs.shape[-1]
+        if in_features % self.feature_group_count:
+            raise ValueError(
+                f"Input features ({in_features}) must be divisible by feature_group_count "
+                f"({self.feature_group_count})."
+            )
+        kernel_shape = kernel_size + (in_features // self.feature_group_count, self.features)
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        scale = self._scale(kernel, self.features, self.param_dtype)
+        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+
+        kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
+        inputs = quantize(self, input_q, inputs, "input", train=train, progress=progress)
+        padding = canonicalize_padding(self.padding, rank)
+        inputs, padding = pad_inputs(
+            inputs,
+            padding,
+            kernel_size,
+            strides,
+            input_dilation,
+            kernel_dilation,
+            self.pad_value,
+        )
+        dimension_numbers = lax.ConvDimensionNumbers(
+            (0, rank + 1) + tuple(range(1, rank + 1)),
+            (rank + 1, rank) + tuple(range(rank)),
+            (0, rank + 1) + tuple(range(1, rank + 1)),
+        )
+        y = lax.conv_general_dilated(
+            inputs,
+            kernel,
+            strides,
+            padding,
+            lhs_dilation=input_dilation,
+            rhs_dilation=kernel_dilation,
+            dimension_numbers=dimension_numbers,
+            feature_group_count=self.feature_group_count,
+            precision=self.precision,
+        )
+        if scale is not None:
+            y = y * scale.astype(y.dtype)
+        if bias is not None:
+            y += bias.reshape((1,) * (y.ndim - 1) + (-1,))
+        if len(batch_shape) != 1:
+            y = jnp.reshape(y, batch_shape + y.shape[1:])
+        return y
+
+
+class QuantDense(_QuantBase):
+    """``nn.Dense`` with quantizers: y = α ⊙ (q_in(x) · q_w(W)) + b.
+
+    Attributes are those of ``nn.Dense`` plus ``kernel_quantizer``, ``input_quantizer``,
+    ``scale`` and ``train`` as in ``QuantConv``. The kernel is (in, out): the last axis is
+    the output unit.
+    """
+
+    features: int
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Callable = default_kernel_init
+    bias_init: Callable = initializers.zeros_init()
+    kernel_quantizer: QuantizerLike = None
+    input_quantizer: QuantizerLike = None
+    scale: str | Callable | None = None
+    train: bool | None = None
+
+    @nn.compact
+    def __call__(self, inputs: Array, *, train: bool | None = None, progress=None) -> Array:
+        kernel_q, input_q = self._quantizers()
+        train = resolve_train(self.train, train, (kernel_q, input_q))
+        kernel = self.param(
+            "kernel", self.kernel_init, (inputs.shape[-1], self.features), self.param_dtype
+        )
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        scale = self._scale(kernel, self.features, self.param_dtype)
+        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
+        inputs = quantize(self, input_q, inputs, "input", train=train, progress=progress)
+        y = lax.dot_general(
+            inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision
+        )
+        if scale is not None:
+            y = y * scale.astype(y.dtype)
+        if bias is not None:
+            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+        return y

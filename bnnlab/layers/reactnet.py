@@ -1,0 +1,57 @@
+"""ReActNet's learnable activation pieces: RSign (learnable threshold) and RPReLU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen import initializers
+
+from bnnlab.quant import math as qmath
+
+Array = jax.Array
+
+
+class RSign(nn.Module):
+    r"""Sign with a learnable per-channel threshold.
+
+    Forward:  x_b = sign(x + β_c)   (β_c = −α_c, a learnable shift; the threshold is α_c)
+    Backward: ∂x_b/∂x = ∂x_b/∂β = max(0, 2 − 2|x + β_c|)   (ApproxSign)
+
+    References:
+      Liu, Shen, Savvides, Cheng. "ReActNet: Towards Precise Binary Neural Network with
+      Generalized Activation Functions", ECCV 2020, arXiv 2003.03488.
+    """
+
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        shift = self.param("bias", initializers.zeros_init(), (x.shape[-1],), self.param_dtype)
+        return qmath.surrogate(qmath.sign, qmath.approx_sign_derivative, x + shift, ())
+
+
+class RPReLU(nn.Module):
+    r"""PReLU with learnable per-channel shifts before and after.
+
+    Forward:  f(x) = PReLU_β(x − γ) + ζ,  PReLU_β(u) = u if u ≥ 0 else β·u
+              (γ, β, ζ per channel; β initialised to 0.25, γ and ζ to 0)
+    Backward: ordinary derivative.
+
+    References:
+      Liu et al. "ReActNet", ECCV 2020, arXiv 2003.03488.
+    """
+
+    slope_init: float = 0.25
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        c = x.shape[-1]
+        gamma = self.param("gamma", initializers.zeros_init(), (c,), self.param_dtype)
+        beta = self.param("beta", initializers.constant(self.slope_init), (c,), self.param_dtype)
+        zeta = self.param("zeta", initializers.zeros_init(), (c,), self.param_dtype)
+        u = x - gamma
+        return jnp.where(u >= 0, u, beta * u) + zeta

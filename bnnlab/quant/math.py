@@ -1,0 +1,114 @@
+"""Sign, surrogate-gradient sign, and the per-filter / per-sample statistics quantizers share.
+
+``sign`` never returns 0: sign(0) = +1, as in larq, so binary tensors are exactly ±1 and pack
+into bits without a third value (the PyTorch reference code uses torch.sign, where sign(0) = 0;
+the two differ only on exact zeros).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def sign(x: Array) -> Array:
+    r"""sign(x) = +1 if x ≥ 0 else −1, in x's dtype (so sign(0) = +1).
+
+    XLA on CPU flushes subnormal floats to zero, so a negative subnormal also maps to +1.
+    """
+    return jnp.where(x >= 0, 1, -1).astype(x.dtype)
+
+
+def heaviside(x: Array) -> Array:
+    r"""H(x) = 1 if x > 0 else 0, in x's dtype."""
+    return (x > 0).astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def surrogate(forward: Callable, derivative: Callable, x: Array, params: tuple = ()) -> Array:
+    """``forward(x)`` with the pseudo-gradient ``g · derivative(x, *params)``.
+
+    ``params`` are extra (possibly traced) arrays the derivative depends on, such as a clip
+    threshold computed from the training schedule; they receive a zero gradient.
+    """
+    del derivative, params  # Unused in the primal.
+    return forward(x)
+
+
+def _surrogate_fwd(forward, derivative, x, params):
+    del derivative  # Unused.
+    return forward(x), (x, params)
+
+
+def _surrogate_bwd(forward, derivative, residuals, g):
+    del forward  # Unused.
+    x, params = residuals
+    dx = g * derivative(x, *params).astype(g.dtype)
+    return dx, jax.tree_util.tree_map(jnp.zeros_like, params)
+
+
+surrogate.defvjp(_surrogate_fwd, _surrogate_bwd)
+
+
+# Pseudo-derivatives, written once and shared by the quantizers (and tested against NumPy).
+
+
+def ste_derivative(x: Array, clip_value: Array) -> Array:
+    r"""1{|x| ≤ c}: the clipped straight-through estimator."""
+    return (jnp.abs(x) <= clip_value).astype(x.dtype)
+
+
+def approx_sign_derivative(x: Array) -> Array:
+    r"""max(0, 2 − 2|x|): derivative of Bi-Real Net's piecewise-quadratic ApproxSign."""
+    return jnp.maximum(0.0, 2.0 - 2.0 * jnp.abs(x)).astype(x.dtype)
+
+
+def swish_sign_derivative(x: Array, beta: Array) -> Array:
+    r"""β(2 − βx·tanh(βx/2)) / (1 + cosh(βx)).
+
+    The derivative of SignSwish SS_β(x) = 2σ(βx)(1 + βx(1 − σ(βx))) − 1.
+    """
+    bx = beta * x
+    return beta * (2.0 - bx * jnp.tanh(bx / 2.0)) / (1.0 + jnp.cosh(bx))
+
+
+def identity_derivative(x: Array) -> Array:
+    """1 everywhere: the plain straight-through estimator."""
+    return jnp.ones_like(x)
+
+
+def filter_axes(w: Array) -> tuple[int, ...]:
+    """Axes of one filter in a Flax kernel: all but the last (output-channel) axis."""
+    return tuple(range(w.ndim - 1))
+
+
+def sample_axes(x: Array) -> tuple[int, ...]:
+    """Axes of one sample in an activation: all but the leading batch axis."""
+    return tuple(range(1, x.ndim))
+
+
+def standardize(
+    x: Array, axes: tuple[int, ...], *, eps: float, target_std: float = 1.0, center: bool = True
+) -> Array:
+    r"""(x − mean) / (sqrt(var_u + ε) / target_std) over ``axes``.
+
+    var_u is the unbiased variance (ddof = 1), as torch.var in the reference code. The
+    statistics are *not* detached: the gradient flows through them, as in the papers' code.
+    With ``center=False`` only the scaling is applied (ReCU's training-time activation scaling),
+    while the variance is still taken around the mean.
+    """
+    mean = jnp.mean(x, axis=axes, keepdims=True)
+    centred = x - mean
+    var = jnp.var(x, axis=axes, keepdims=True, ddof=1)
+    denom = jnp.sqrt(var + eps) / target_std
+    return (centred if center else x) / denom
+
+
+def mean_abs_per_filter(w: Array) -> Array:
+    """mean |W| over each filter, shape (1, …, 1, C_out)."""
+    return jnp.mean(jnp.abs(w), axis=filter_axes(w), keepdims=True)

@@ -1,0 +1,32 @@
+"""bnnlab: binary and low-precision neural networks in JAX/Flax."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="bnnlab",
+    version="0.1.0",
+    description="Binary and low-precision neural networks in JAX/Flax: quantizers, layers, "
+    "paper recipes, diagnostics and bit-packed kernels.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["bnnlab", "bnnlab.*"]),
+    install_requires=[
+        "jax>=0.10.2",
+        "flax>=0.12",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11",
+        "chex>=0.1.90",
+        "absl-py>=2.0",
+        "ml_collections>=1.0",
+        "numpy>=1.26",
+        "scikit-learn>=1.4",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],
+    },
+)
