@@ -133,15 +133,50 @@ def quantize(
 
 
 class _QuantBase(nn.Module):
-    """Shared helpers; subclasses declare the fields (so ``features`` can stay positional)."""
+    """Shared steps; subclasses declare the fields (so ``features`` can stay positional).
+
+    Subclasses define ``features``, ``use_bias``, ``dtype``, ``param_dtype``, ``kernel_init``,
+    ``bias_init``, ``kernel_quantizer``, ``input_quantizer``, ``scale`` and ``train``.
+    """
 
     def _quantizers(self):
         return quant.resolve(self.kernel_quantizer), quant.resolve(self.input_quantizer)
 
-    def _scale(self, kernel: Array, features: int, param_dtype) -> Array | None:
-        if self.scale is None:
-            return None
-        return self.param("scale", scale_initializer(self.scale, kernel), (features,), param_dtype)
+    def _quantized_operands(self, inputs, kernel_shape, train, progress):
+        """Creates kernel/bias/scale like nn.Conv/nn.Dense, then quantizes kernel and inputs.
+
+        Returns (inputs, kernel, bias, scale), bias and scale possibly None.
+        """
+        kernel_q, input_q = self._quantizers()
+        train = resolve_train(self.train, train, (kernel_q, input_q))
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        scale = (
+            None
+            if self.scale is None
+            else self.param(
+                "scale",
+                scale_initializer(self.scale, kernel),
+                (self.features,),
+                self.param_dtype,
+            )
+        )
+        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
+        inputs = quantize(self, input_q, inputs, "input", train=train, progress=progress)
+        return inputs, kernel, bias, scale
+
+    @staticmethod
+    def _scale_and_bias(y, scale, bias):
+        if scale is not None:
+            y = y * scale.astype(y.dtype)
+        if bias is not None:
+            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+        return y
 
 
 class QuantConv(_QuantBase):
@@ -182,8 +217,6 @@ class QuantConv(_QuantBase):
     @nn.compact
     def __call__(self, inputs: Array, *, train: bool | None = None, progress=None) -> Array:
         check_pad_value(self.pad_value)
-        kernel_q, input_q = self._quantizers()
-        train = resolve_train(self.train, train, (kernel_q, input_q))
         kernel_size = (
             (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
         )
@@ -207,17 +240,9 @@ class QuantConv(_QuantBase):
                 f"({self.feature_group_count})."
             )
         kernel_shape = kernel_size + (in_features // self.feature_group_count, self.features)
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias
-            else None
+        inputs, kernel, bias, scale = self._quantized_operands(
+            inputs, kernel_shape, train, progress
         )
-        scale = self._scale(kernel, self.features, self.param_dtype)
-        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-
-        kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
-        inputs = quantize(self, input_q, inputs, "input", train=train, progress=progress)
         padding = canonicalize_padding(self.padding, rank)
         inputs, padding = pad_inputs(
             inputs,
@@ -244,10 +269,7 @@ class QuantConv(_QuantBase):
             feature_group_count=self.feature_group_count,
             precision=self.precision,
         )
-        if scale is not None:
-            y = y * scale.astype(y.dtype)
-        if bias is not None:
-            y += bias.reshape((1,) * (y.ndim - 1) + (-1,))
+        y = self._scale_and_bias(y, scale, bias)
         if len(batch_shape) != 1:
             y = jnp.reshape(y, batch_shape + y.shape[1:])
         return y
@@ -275,25 +297,10 @@ class QuantDense(_QuantBase):
 
     @nn.compact
     def __call__(self, inputs: Array, *, train: bool | None = None, progress=None) -> Array:
-        kernel_q, input_q = self._quantizers()
-        train = resolve_train(self.train, train, (kernel_q, input_q))
-        kernel = self.param(
-            "kernel", self.kernel_init, (inputs.shape[-1], self.features), self.param_dtype
+        inputs, kernel, bias, scale = self._quantized_operands(
+            inputs, (inputs.shape[-1], self.features), train, progress
         )
-        bias = (
-            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias
-            else None
-        )
-        scale = self._scale(kernel, self.features, self.param_dtype)
-        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
-        inputs = quantize(self, input_q, inputs, "input", train=train, progress=progress)
         y = lax.dot_general(
             inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision
         )
-        if scale is not None:
-            y = y * scale.astype(y.dtype)
-        if bias is not None:
-            y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
-        return y
+        return self._scale_and_bias(y, scale, bias)

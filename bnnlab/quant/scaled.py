@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 
 from bnnlab.quant import base, math
 
@@ -26,9 +27,33 @@ def _xnor_derivative(w: Array, clip_value: Array) -> Array:
     return 1.0 / n + alpha * math.ste_derivative(w, clip_value)
 
 
+@dataclasses.dataclass(frozen=True)
+class _ScaledSign(base.Quantizer):
+    """α_f · sign(W) with α_f = mean |W_f|; subclasses choose the pseudo-derivative."""
+
+    clip_value: float = 1.0
+
+    def __post_init__(self):
+        base.check_positive(self.name, "clip_value", self.clip_value)
+
+    @staticmethod
+    def _derivative(w: Array, clip_value: Array) -> Array:
+        raise NotImplementedError
+
+    def __call__(self, w, *, progress=None, train=True, **kwargs):
+        del progress, train, kwargs  # Unused.
+        base.require_kernel_rank(self.name, w)
+        return math.surrogate(_scaled_sign, self._derivative, w, (jnp.float32(self.clip_value),))
+
+    def encode(self, w, *, progress=None, train=True, **kwargs):
+        del progress, train, kwargs  # Unused.
+        base.require_kernel_rank(self.name, w)
+        return base.signs_encoded(math.sign(w), math.mean_abs_per_filter(w))
+
+
 @base.register("magnitude_aware_sign")
 @dataclasses.dataclass(frozen=True)
-class MagnitudeAwareSign(base.Quantizer):
+class MagnitudeAwareSign(_ScaledSign):
     r"""Per-filter magnitude-scaled sign with a detached scale (Bi-Real Net, ReActNet weights).
 
     Forward:  q(W)_f = α_f · sign(W_f),  α_f = mean |W_f|  (over each filter, detached)
@@ -44,27 +69,12 @@ class MagnitudeAwareSign(base.Quantizer):
       clip_value: gradient window half-width.
     """
 
-    clip_value: float = 1.0
-
-    def __post_init__(self):
-        base.check_positive("magnitude_aware_sign", "clip_value", self.clip_value)
-
-    def __call__(self, w, *, progress=None, train=True, **kwargs):
-        del progress, train, kwargs  # Unused.
-        base.require_kernel_rank(self.name, w)
-        return math.surrogate(
-            _scaled_sign, math.ste_derivative, w, (jax.numpy.float32(self.clip_value),)
-        )
-
-    def encode(self, w, *, progress=None, train=True, **kwargs):
-        del progress, train, kwargs  # Unused.
-        base.require_kernel_rank(self.name, w)
-        return base.signs_encoded(math.sign(w), math.mean_abs_per_filter(w))
+    _derivative = staticmethod(math.ste_derivative)
 
 
 @base.register("xnor_sign")
 @dataclasses.dataclass(frozen=True)
-class XnorSign(base.Quantizer):
+class XnorSign(_ScaledSign):
     r"""XNOR-Net binary weights: per-filter L1 scale with the paper's gradient.
 
     Forward:  q(W)_f = α_f · sign(W_f),  α_f = ‖W_f‖₁ / n
@@ -80,19 +90,4 @@ class XnorSign(base.Quantizer):
       clip_value: gradient window half-width.
     """
 
-    clip_value: float = 1.0
-
-    def __post_init__(self):
-        base.check_positive("xnor_sign", "clip_value", self.clip_value)
-
-    def __call__(self, w, *, progress=None, train=True, **kwargs):
-        del progress, train, kwargs  # Unused.
-        base.require_kernel_rank(self.name, w)
-        return math.surrogate(
-            _scaled_sign, _xnor_derivative, w, (jax.numpy.float32(self.clip_value),)
-        )
-
-    def encode(self, w, *, progress=None, train=True, **kwargs):
-        del progress, train, kwargs  # Unused.
-        base.require_kernel_rank(self.name, w)
-        return base.signs_encoded(math.sign(w), math.mean_abs_per_filter(w))
+    _derivative = staticmethod(_xnor_derivative)
