@@ -25,6 +25,11 @@ setup(
         "ml_collections>=1.0",
         "numpy>=1.26",
         "scikit-learn>=1.4",
+        "tensorflow-datasets>=4.9.6",
+        "array-record>=0.5",
+        "tensorboardX>=2.6",
+        "tqdm>=4.60",
+        "pillow>=10",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],

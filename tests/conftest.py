@@ -14,3 +14,13 @@ import hypothesis
 # modest so the suite stays within its time budget on 2 cores.
 hypothesis.settings.register_profile("bnnlab", deadline=None, max_examples=25, derandomize=True)
 hypothesis.settings.load_profile("bnnlab")
+
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
+
+# Compile less and reuse compiled programs: many tests build the same small training steps.
+jax.config.update("jax_disable_most_optimizations", True)
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="bnnlab-jax-cache-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -125,6 +125,11 @@ class Quantizer:
     def encode(self, x: Array, *, progress=None, train: bool = True, **kwargs) -> Encoded:
         raise NotImplementedError
 
+    def schedule(self, progress=None) -> dict[str, Array]:
+        """The values this quantizer's schedules take at ``progress`` (for logging)."""
+        del progress  # Unused.
+        return {}
+
     def project(self, w: Array, progress=None) -> Array:
         """Projection the training step applies to the latent weights (identity by default)."""
         del progress  # Unused.

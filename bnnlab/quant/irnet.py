@@ -39,6 +39,10 @@ class _EdeBase(base.Quantizer):
                 f"{self.name}: t_max must exceed t_min, got {self.t_max} <= {self.t_min}."
             )
 
+    def schedule(self, progress=None):
+        t, k = ede_schedule(progress, self.t_min, self.t_max)
+        return {"ede_t": t, "ede_k": k}
+
     def _ede_sign(self, x: Array, progress) -> Array:
         t, k = ede_schedule(progress, self.t_min, self.t_max)
         return math.surrogate(math.sign, ede_derivative, x, (t, k))

@@ -62,6 +62,10 @@ class RbnnSign(base.Quantizer):
                 f"rbnn_sign: t_max must exceed t_min, got {self.t_max} <= {self.t_min}."
             )
 
+    def schedule(self, progress=None):
+        t, k = rbnn_schedule(progress, self.t_min, self.t_max)
+        return {"rbnn_t": t, "rbnn_k": k}
+
     def __call__(self, x, *, progress=None, train=True, **kwargs):
         del train, kwargs  # Unused.
         t, k = rbnn_schedule(progress, self.t_min, self.t_max)

@@ -100,6 +100,9 @@ class ReCU(base.Quantizer):
             return jnp.float32(self.tau)
         return tau_schedule(progress, self.tau_min, self.tau_max)
 
+    def schedule(self, progress=None):
+        return {"recu_tau": self.current_tau(progress)}
+
     def __call__(self, w, *, progress=None, train=True, **kwargs):
         del train, kwargs  # Unused.
         base.require_kernel_rank(self.name, w)

@@ -38,11 +38,17 @@ def magnitude_code(w_hat: Array) -> Array:
     position), so every filter keeps exactly ⌊n/2⌋ ones; the median rule would drop ones there
     (e.g. a 2-element filter, whose standardised magnitudes are always equal).
     """
-    per_filter = jnp.abs(w_hat).reshape(-1, w_hat.shape[-1]).T  # (C_out, n)
-    c_out, n = per_filter.shape
-    _, top = jax.lax.top_k(per_filter, n // 2)
-    code = jnp.zeros_like(per_filter).at[jnp.arange(c_out)[:, None], top].set(1.0)
-    return code.T.reshape(w_hat.shape)
+    # The barrier materialises |Ŵ| once instead of letting XLA recompute it in each of the 31
+    # counting passes of the median search (3× faster on CPU).
+    x = jax.lax.optimization_barrier(jnp.abs(w_hat).reshape(-1, w_hat.shape[-1]))  # (n, C_out)
+    n = x.shape[0]
+    median = math.kth_smallest(x, (n - 1) // 2)
+    above = x > median
+    # Ties at the median: take the first ones by position until each filter has n // 2.
+    missing = n // 2 - jnp.sum(above, axis=0)
+    tie = x == median
+    code = above | math.first_true(tie, missing)
+    return code.astype(w_hat.dtype).reshape(w_hat.shape)
 
 
 def magnitude_binarize(w_hat: Array, code: Array | None = None) -> Array:
@@ -65,8 +71,8 @@ def clip_latent(w: Array, percent) -> Array:
     """
     d = w - jnp.mean(w, axis=math.filter_axes(w), keepdims=True)
     mag = jnp.abs(d)
-    low = jnp.percentile(mag, percent)
-    high = jnp.percentile(mag, 100.0 - percent)
+    low = math.percentile(mag, percent)
+    high = math.percentile(mag, 100.0 - percent)
     return jnp.sign(d) * jnp.clip(mag, low, high)
 
 
@@ -127,6 +133,9 @@ class SiMaN(base.Quantizer):
     def next_state(self, w, *, progress=None):
         del progress  # Unused.
         return jax.lax.stop_gradient(magnitude_code(standardize_weights(w)))
+
+    def schedule(self, progress=None):
+        return {"siman_clip_percent": clip_percent(progress)}
 
     def project(self, w, progress=None):
         return clip_latent(w, clip_percent(progress))

@@ -109,7 +109,7 @@ def test_no_weight_decay_flag():
     assert quant.get("recu").weight_decay is True
 
 
-@settings(max_examples=12)  # every example is a new shape, i.e. a new compile
+@settings(max_examples=8)  # every example is a new shape, i.e. a new compile
 @given(st.integers(1, 5), st.integers(1, 6), st.sampled_from([1, 2, 3]), st.integers(0, 2**16))
 def test_property_half_ones_per_filter(c_in, c_out, k, seed):
     w = np.random.default_rng(seed).normal(size=(k, k, c_in, c_out)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""RSign and RPReLU against their formulas."""
+"""Activation layers against their formulas."""
 
 import jax
 import jax.numpy as jnp
@@ -38,3 +38,12 @@ def test_rprelu_formula():
     u = np.asarray(X) - np.asarray(p["gamma"])
     expected = np.where(u >= 0, u, np.asarray(p["beta"]) * u) + np.asarray(p["zeta"])
     np.testing.assert_allclose(layer.apply({"params": p}, X), expected, rtol=1e-6)
+
+
+def test_prelu_and_hardtanh():
+    layer = layers.PReLU()
+    v = layer.init(jax.random.key(0), X)
+    np.testing.assert_array_equal(v["params"]["beta"], np.full(4, 0.25, np.float32))
+    x = np.asarray(X)
+    np.testing.assert_allclose(layer.apply(v, X), np.where(x >= 0, x, 0.25 * x), rtol=1e-6)
+    np.testing.assert_array_equal(layers.hardtanh(X), np.clip(x, -1, 1))

@@ -1,4 +1,5 @@
-"""ReActNet's learnable activation pieces: RSign (learnable threshold) and RPReLU."""
+"""Activations of the BNN architectures: Hardtanh, per-channel PReLU, and ReActNet's RSign and
+RPReLU."""
 
 from __future__ import annotations
 
@@ -55,3 +56,23 @@ class RPReLU(nn.Module):
         zeta = self.param("zeta", initializers.zeros_init(), (c,), self.param_dtype)
         u = x - gamma
         return jnp.where(u >= 0, u, beta * u) + zeta
+
+
+def hardtanh(x: Array) -> Array:
+    """clip(x, −1, 1): the nonlinearity of the ReCU/SiMaN CIFAR ResNets (PyTorch nn.Hardtanh)."""
+    return jnp.clip(x, -1.0, 1.0)
+
+
+class PReLU(nn.Module):
+    r"""Per-channel PReLU: f(x) = x if x ≥ 0 else β_c·x, β_c initialised to 0.25 (PyTorch
+    ``nn.PReLU(num_channels)``; flax's ``nn.PReLU`` has a single slope)."""
+
+    slope_init: float = 0.25
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        beta = self.param(
+            "beta", initializers.constant(self.slope_init), (x.shape[-1],), self.param_dtype
+        )
+        return jnp.where(x >= 0, x, beta * x)

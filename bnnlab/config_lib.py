@@ -1,0 +1,176 @@
+"""Shared config pieces: the base config every recipe starts from, ``file.py:arg`` parsing,
+the ``:runlocal`` budget, and validation that names unknown keys before any compute.
+
+Recipes live in ``experiments/`` and are loaded by path, so everything they share is here,
+imported from the installed package (big_vision's ``configs/common.py`` pattern).
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import ml_collections as mlc
+from ml_collections import config_dict
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "linear", "constant", "piecewise")
+SCHEDULE_UNITS = ("epoch", "step")
+
+
+def base() -> mlc.ConfigDict:
+    """Every key a recipe may set, with defaults. Unknown keys are rejected by ``validate``."""
+    c = mlc.ConfigDict()
+    c.seed = 0
+
+    # Data.
+    c.dataset = "cifar10"
+    c.data_dir = config_dict.placeholder(str)  # TFDS data_dir with prepared array_record data
+    c.augment = ""  # "" = the dataset's default (data.DATASETS)
+    c.normalization = ""  # "" = the dataset's default
+    c.crop_padding = 4
+    c.rrc_scale = (0.08, 1.0)  # RandomResizedCrop area range (ImageNet augmentation)
+    c.image_size = config_dict.placeholder(int)  # upsample/crop inputs to this size
+    c.batch_size = 256  # global, over all devices and hosts
+    c.eval_batch_size = 128
+
+    # Model: models.get(model_name, quant=..., **model).
+    c.model_name = "resnet18_cifar"
+    c.model = mlc.ConfigDict()  # architecture overrides: width, act, shortcut, bn_gamma_init…
+    c.quant = mlc.ConfigDict()
+    c.quant.kernel = config_dict.placeholder(str)  # quantizer name/call string; None = float
+    c.quant.inputs = config_dict.placeholder(str)
+    c.quant.scale = config_dict.placeholder(str)  # "uniform" (ReCU), "mean_abs" (SiMaN)
+    c.quant.pad_value = 0.0
+
+    # Optimisation.
+    c.num_epochs = 400
+    c.total_steps = -1  # > 0 overrides num_epochs × steps per epoch (smoke runs)
+    c.optimizer = "sgd"  # OPTIMIZERS
+    c.lr = 0.1
+    c.momentum = 0.9
+    c.nesterov = False
+    c.b1 = 0.9
+    c.b2 = 0.999
+    c.schedule = "cosine"  # SCHEDULES
+    c.schedule_unit = "epoch"  # lr and quantizer schedules change per epoch (as the papers)
+    c.warmup_epochs = 0
+    c.lr_boundaries = ()  # piecewise: epochs where the lr changes
+    c.lr_values = ()  # piecewise: lr before the first boundary, then after each
+    c.weight_decay = 5e-4
+    # (regex over '/'-joined param paths, decay) pairs, first match wins; parameters no rule
+    # matches get 0 if their layer's quantizer opts out of decay (SiMaN), else weight_decay.
+    c.weight_decay_rules = ()
+    c.grad_clip_norm = config_dict.placeholder(float)
+    c.label_smoothing = 0.0
+    c.teacher_workdir = config_dict.placeholder(str)  # distil from a trained bnnlab workdir
+    c.distill_weight = 1.0  # loss = w·KD + (1 − w)·CE when a teacher is set
+
+    # Devices.
+    c.mesh = (("data", -1),)  # named axes; -1 = the remaining devices
+    c.distributed = False  # call jax.distributed.initialize() (multi-host pod slices)
+
+    # Logging, evaluation, checkpoints.
+    c.log_every_steps = 50
+    c.eval_every_epochs = 10
+    c.checkpoint_every_steps = 1000  # a multiple of log_every_steps
+    c.keep_checkpoints = 3
+    c.progress_bar = True  # tqdm on an interactive terminal, log lines otherwise
+    c.diagnostics_every_steps = 0  # reserved for weight diagnostics; 0 = off
+    return c
+
+
+def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
+    """Parses ``"runlocal,variant=r20"`` into typed options (big_vision's ``parse_arg``).
+
+    A bare name sets a bool option to True; ``key=value`` is cast to the default's type.
+    Unknown options raise ValueError listing the known ones.
+    """
+    out = mlc.ConfigDict(defaults)
+    if not arg:
+        return out
+    for item in arg.split(","):
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if key not in defaults:
+            raise ValueError(
+                f"Unknown config argument {key!r} in {arg!r}. Known: {', '.join(defaults)}."
+            )
+        default = defaults[key]
+        if not eq:
+            if not isinstance(default, bool):
+                raise ValueError(f"Config argument {key!r} needs a value: {key}=...")
+            out[key] = True
+        elif isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"Config argument {key!r} is a bool, got {value!r}.")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            out[key] = type(default)(value)
+    return out
+
+
+def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None) -> None:
+    """The laptop budget: embedded digits data, small batches, frequent logs."""
+    c.dataset = "digits"
+    c.augment = ""
+    c.normalization = ""
+    c.crop_padding = 1  # 8×8 images: shift by at most one pixel
+    c.image_size = None
+    c.batch_size = 64
+    c.eval_batch_size = 120
+    c.num_epochs = epochs
+    c.total_steps = -1
+    c.warmup_epochs = min(c.warmup_epochs, 2)
+    c.log_every_steps = 10
+    c.eval_every_epochs = 5
+    c.checkpoint_every_steps = 200
+    c.teacher_workdir = None
+    if width is not None:
+        c.model.width = width
+
+
+def _unknown(c: mlc.ConfigDict, ref: mlc.ConfigDict, prefix: str = "") -> list[str]:
+    bad = []
+    for key in c:
+        name = prefix + key
+        if key not in ref:
+            hint = difflib.get_close_matches(key, list(ref), n=1)
+            bad.append(name + (f" (did you mean {prefix + hint[0]!r}?)" if hint else ""))
+        elif key != "model" and isinstance(c[key], mlc.ConfigDict):
+            bad.extend(_unknown(c[key], ref[key], name + "."))
+    return bad
+
+
+def _check_choice(field: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"config.{field} = {value!r} is not one of {allowed}.")
+
+
+def validate(c: mlc.ConfigDict) -> None:
+    """Raises ValueError naming unknown keys or impossible values (before any compute).
+
+    ``config.model`` is free-form (architecture overrides); the model constructor checks it.
+    """
+    bad = _unknown(c, base())
+    if bad:
+        raise ValueError(f"Unknown config key(s): {', '.join(bad)}.")
+    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check_choice("schedule", c.schedule, SCHEDULES)
+    _check_choice("schedule_unit", c.schedule_unit, SCHEDULE_UNITS)
+    if c.log_every_steps < 1:
+        raise ValueError(f"config.log_every_steps must be >= 1, got {c.log_every_steps}.")
+    if c.checkpoint_every_steps % c.log_every_steps:
+        raise ValueError(
+            f"config.checkpoint_every_steps ({c.checkpoint_every_steps}) must be a multiple of "
+            f"config.log_every_steps ({c.log_every_steps}), so a resumed run logs the same "
+            "metrics as an uninterrupted one."
+        )
+    if c.schedule == "piecewise" and len(c.lr_values) != len(c.lr_boundaries) + 1:
+        raise ValueError(
+            "config.lr_values needs one more entry than config.lr_boundaries for the piecewise "
+            f"schedule, got {len(c.lr_values)} and {len(c.lr_boundaries)}."
+        )
+    for axis, size in c.mesh:
+        if axis not in ("data", "fsdp", "model"):
+            raise ValueError(f"Unknown mesh axis {axis!r}; use 'data', 'fsdp' or 'model'.")
+        if not (size == -1 or size >= 1):
+            raise ValueError(f"Mesh axis {axis!r} has size {size}; use -1 or a positive size.")

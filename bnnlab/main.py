@@ -1,0 +1,74 @@
+"""Entry point: ``python -m bnnlab.main --config=experiments/simaN_r18.py[:arg] [--workdir=DIR]``.
+
+Kept short on purpose: the work is in ``bnnlab.train``, which tests call directly. Config
+fields can be overridden on the command line (``--config.lr=0.05``); a mistyped key is an error
+before any compute. Without ``--workdir`` the run goes to ``workdirs/<recipe>[_<arg>]``, so
+running the same command again resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Recipe file, e.g. experiments/simaN_r18.py:runlocal.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints and metrics (default: workdirs/<recipe>[_<arg>])."
+)
+_STOP_AT = flags.DEFINE_integer("stop_at", None, "Stop (and checkpoint) at this step.")
+flags.mark_flags_as_required(["config"])
+
+
+def default_workdir(config_flag: str) -> str:
+    """``experiments/simaN_r18.py:runlocal`` → ``workdirs/simaN_r18_runlocal``."""
+    path, _, arg = config_flag.partition(":")
+    name = os.path.splitext(os.path.basename(path))[0]
+    suffix = "".join(c if c.isalnum() or c in "-." else "_" for c in arg)
+    return os.path.join("workdirs", name + (f"_{suffix}" if suffix else ""))
+
+
+class _QuietOrbax(logging.Filter):
+    """Orbax logs every save step at INFO; keep its warnings and errors only."""
+
+    def filter(self, record):
+        return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    # Imported here so flag errors are reported without paying for JAX start-up.
+    import jax
+
+    from bnnlab import config_lib, train
+
+    config_lib.validate(config)
+    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize().split("=", 1)[1])
+    if config.distributed:
+        jax.distributed.initialize()
+    logging.info(
+        "JAX %s, process %d/%d, devices: %s",
+        jax.__version__,
+        jax.process_index(),
+        jax.process_count(),
+        jax.devices(),
+    )
+    logging.info("workdir: %s", workdir)
+    result = train.train_and_evaluate(config, workdir, stop_at=_STOP_AT.value)
+    if result:
+        print(
+            f"final eval: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+            f"({result['examples']} examples)"
+        )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").addFilter(_QuietOrbax())
+    app.run(main)

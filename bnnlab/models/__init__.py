@@ -1,0 +1,99 @@
+"""Model zoo: the architectures of the ReCU, SiMaN, Bi-Real and ReActNet papers, by name.
+
+``models.get(name, num_classes=..., quant=QuantSpec(...), width=..., **overrides)`` builds a
+Linen module called as ``model(x, train=..., progress=...)``; ``quant=FLOAT`` (the default)
+gives the float baseline of the same architecture. The first conv and the classifier are
+always full precision.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from bnnlab import registry
+from bnnlab.models import blocks, resnet, vgg
+from bnnlab.models.blocks import FLOAT, QuantSpec
+
+REGISTRY = registry.Registry("model")
+
+_CIFAR_R18 = dict(stage_sizes=(2, 2, 2, 2), stage_features=(64, 128, 256, 512))
+_IMAGENET = dict(stage_features=(64, 128, 256, 512), bireal=True, imagenet=True)
+
+# name → (constructor, architecture defaults). Paper-specific choices (shortcut, activation,
+# BN γ init) are defaults the recipes override.
+_MODELS = {
+    # ReCU's CIFAR ResNet-18: standard blocks, parameter-free downsample, stem without act.
+    "resnet18_cifar": (resnet.ResNet, dict(**_CIFAR_R18, shortcut="avgpool_pad")),
+    # Bi-Real per-conv shortcut, 3 stages × 3 blocks × 2 binary units.
+    "resnet20_cifar": (
+        resnet.ResNet,
+        dict(
+            stage_sizes=(6, 6, 6),
+            stage_features=(16, 32, 64),
+            bireal=True,
+            stem_act="hardtanh",
+            shortcut="avgpool_pad",
+        ),
+    ),
+    "vgg_small": (vgg.VGGSmall, {}),
+    # He et al.'s ResNet-18 (standard blocks, ImageNet stem): XNOR-Net's baseline architecture.
+    "resnet18": (
+        resnet.ResNet,
+        dict(
+            stage_sizes=(2, 2, 2, 2),
+            stage_features=(64, 128, 256, 512),
+            imagenet=True,
+            act="relu",
+            stem_act="relu",
+            shortcut="fp_conv",
+            head_bn=False,
+        ),
+    ),
+    # Bi-Real ResNet-18/34: 4 stages of binary units, float 1×1 downsample.
+    "resnet18_imagenet": (
+        resnet.ResNet,
+        dict(**_IMAGENET, stage_sizes=(4, 4, 4, 4), stem_act="hardtanh", shortcut="fp_conv"),
+    ),
+    "resnet34_imagenet": (
+        resnet.ResNet,
+        dict(**_IMAGENET, stage_sizes=(6, 8, 12, 6), stem_act="hardtanh", shortcut="fp_conv"),
+    ),
+    # ReActNet on Bi-Real-18: RSign before each binary conv, RPReLU after the add,
+    # AvgPool + float 1×1 downsample, no BN before the classifier.
+    "reactnet18": (
+        resnet.ResNet,
+        dict(
+            **_IMAGENET,
+            stage_sizes=(4, 4, 4, 4),
+            act="rprelu",
+            rsign=True,
+            shortcut="avgpool_fp_conv",
+            head_bn=False,
+        ),
+    ),
+    # Two stages of one Bi-Real unit each: for tests and smoke runs.
+    "resnet_tiny": (
+        resnet.ResNet,
+        dict(stage_sizes=(1, 1), stage_features=(16, 32), bireal=True, stem_act="hardtanh"),
+    ),
+}
+
+
+def _factory(constructor, defaults, **kwargs):
+    return constructor(**{**defaults, **kwargs})
+
+
+for _name, (_constructor, _defaults) in _MODELS.items():
+    REGISTRY.register(_name)(functools.partial(_factory, _constructor, _defaults))
+
+
+def get(name: str, **kwargs):
+    """Builds a registered model; unknown names raise ValueError listing the available ones."""
+    return REGISTRY.get(name, **kwargs)
+
+
+def available() -> list[str]:
+    return REGISTRY.available()
+
+
+__all__ = ["FLOAT", "QuantSpec", "available", "blocks", "get"]

@@ -1,0 +1,37 @@
+"""VGG-small for CIFAR (the BNN literature's plain network, from LQ-Nets / XNOR-Net setups)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from bnnlab.models import blocks
+from bnnlab.models.blocks import FLOAT, QuantSpec
+
+FEATURES = (128, 128, 256, 256, 512, 512)
+POOL_AFTER = (1, 3, 5)
+
+
+class VGGSmall(nn.Module):
+    """conv0 (float) → five binary 3×3 convs 128-256-256-512-512, each conv → (max-pool after
+    conv1, conv3, conv5) → BN → act; then a float classifier on the flattened features
+    (8192 → classes for 32×32 inputs). The papers use Hardtanh (ReCU) or PReLU (SiMaN).
+    """
+
+    num_classes: int = 10
+    quant: QuantSpec = FLOAT
+    act: str = "hardtanh"
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, progress=None):
+        blocks.check_choice("activation", self.act, blocks.ACTIVATIONS)
+        for i, f in enumerate(FEATURES):
+            spec = FLOAT if i == 0 else self.quant
+            x = blocks.conv(spec, blocks.channels(f, self.width), 3, name=f"conv{i}")(
+                x, train=train, progress=progress
+            )
+            if i in POOL_AFTER:
+                x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
+            x = blocks.batch_norm(train, name=f"bn{i}")(x)
+            x = blocks.Activation(self.act, name=f"act{i}")(x)
+        return nn.Dense(self.num_classes, name="fc")(x.reshape(x.shape[0], -1))

@@ -1,0 +1,81 @@
+"""Orbax checkpoints with automatic resume and a fallback past a corrupt newest checkpoint.
+
+Orbax writes each checkpoint into a temporary directory and renames it when complete, so a run
+killed mid-save (even by SIGKILL) leaves only finished checkpoints visible. If the newest one
+still fails to restore (disk trouble, a half-copied directory), it is reported, moved aside
+into ``checkpoints_corrupt/`` (never deleted) and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import shutil
+import time
+
+import orbax.checkpoint as ocp
+
+
+class Checkpoints:
+    """Save every N steps (async), keep K, restore the newest restorable one."""
+
+    def __init__(self, workdir: str | pathlib.Path, keep: int):
+        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        self.corrupt_dir = pathlib.Path(workdir).absolute() / "checkpoints_corrupt"
+        self._keep = keep
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=self._keep, create=True, enable_async_checkpointing=True
+        )
+        return ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state) -> None:
+        self._manager.save(step, args=ocp.args.StandardSave(state))
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def restore_raw(self, step: int | None = None):
+        """(tree, step): a checkpoint as saved (nested dicts of arrays), newest by default."""
+        available = self.steps()
+        if not available:
+            raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+        step = available[-1] if step is None else step
+        if step not in available:
+            raise ValueError(f"No checkpoint at step {step} in {self.directory}; have {available}.")
+        return self._manager.restore(step, args=ocp.args.StandardRestore()), step
+
+    def restore_latest(self, abstract_state):
+        """(state, step) from the newest restorable checkpoint, or (None, 0) if there is none.
+
+        ``abstract_state`` gives shapes, dtypes and shardings (``jax.ShapeDtypeStruct`` leaves).
+        """
+        for step in reversed(self.steps()):
+            try:
+                state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+                logging.info("Resumed from checkpoint at step %d in %s", step, self.directory)
+                return state, step
+            except Exception as e:  # orbax raises many types for unreadable data
+                target = self.corrupt_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+                logging.warning(
+                    "Checkpoint at step %d could not be restored (%s: %s); moving it to %s and "
+                    "trying the previous one.",
+                    step,
+                    type(e).__name__,
+                    e,
+                    target,
+                )
+                self._manager.close()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(self.directory / str(step)), str(target))
+                self._manager = self._open()
+        return None, 0

@@ -1,0 +1,80 @@
+"""Metrics: JSON lines in the workdir (the source of truth) plus TensorBoard event files.
+
+On resume, records logged after the restored step (by the interrupted run) are dropped, so the
+file reads as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import pathlib
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def read(workdir: str | pathlib.Path) -> list[dict]:
+    """All records of a workdir's metrics file."""
+    path = pathlib.Path(workdir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Writer:
+    """Writes ``{"step": s, "split": "train"|"eval", ...}`` records (only on process 0)."""
+
+    def __init__(
+        self,
+        workdir: str | pathlib.Path,
+        resume_step: int,
+        enabled: bool = True,
+        tensorboard: bool = True,
+    ):
+        self.enabled = enabled
+        self.path = pathlib.Path(workdir) / METRICS_FILE
+        self._tb = None
+        if not enabled:
+            return
+        kept = [r for r in read(workdir) if r["step"] <= resume_step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)
+        self._file = self.path.open("a")
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(
+                    str(pathlib.Path(workdir) / "tensorboard"), purge_step=resume_step + 1
+                )
+            except ImportError:
+                logging.warning("tensorboardX is not installed: no TensorBoard event files.")
+
+    def write(self, step: int, split: str, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split}
+        record.update({k: _plain(v) for k, v in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in record.items():
+                if k not in ("step", "split") and isinstance(v, (int, float)):
+                    self._tb.add_scalar(f"{split}/{k}", v, step)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _plain(value):
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf
+    return value

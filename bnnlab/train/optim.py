@@ -1,0 +1,86 @@
+"""The optimizer from the config: learning-rate schedules of the papers, weight decay per
+parameter group, optional gradient clipping."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import traverse_util
+
+from bnnlab.layers import inventory
+
+
+def epoch_of(step, steps_per_epoch: int, unit: str):
+    """Training time in epochs: whole epochs (the papers step schedules per epoch) or exact."""
+    step = jnp.asarray(step, jnp.float32)
+    if unit == "epoch":
+        return jnp.floor(step / steps_per_epoch)
+    return step / steps_per_epoch
+
+
+def learning_rate_fn(config, steps_per_epoch: int, total_steps: int):
+    """lr(step). Schedules (t = epoch, T = total epochs, w = warm-up epochs):
+
+    * cosine: lr·(t+1)/w for t < w, then lr·½(1 + cos(π(t − w + 1)/(T − w + 1))) (ReCU/SiMaN's
+      warm-up + CosineAnnealingLR(T_max = T − 4) for w = 5; plain cosine for w = 0).
+    * linear: lr·(1 − t/T) (Bi-Real/ReActNet's Adam recipe).
+    * constant, or piecewise: ``lr_values[i]`` between ``lr_boundaries`` (in epochs).
+    """
+    total_epochs = total_steps / steps_per_epoch
+    w, base = config.warmup_epochs, config.lr
+
+    def schedule(step):
+        t = epoch_of(step, steps_per_epoch, config.schedule_unit)
+        if config.schedule == "constant":
+            lr = jnp.full_like(t, base)
+        elif config.schedule == "linear":
+            lr = base * jnp.maximum(0.0, 1.0 - t / total_epochs)
+        elif config.schedule == "piecewise":
+            index = jnp.sum(t >= jnp.asarray(config.lr_boundaries, jnp.float32))
+            lr = jnp.asarray(config.lr_values, jnp.float32)[index]
+        else:
+            shift = max(w - 1, 0)
+            cos = 0.5 * base * (1 + jnp.cos(math.pi * (t - shift) / (total_epochs - shift)))
+            lr = cos if w == 0 else jnp.where(t < w, base * (t + 1) / w, cos)
+        return lr
+
+    return schedule
+
+
+def weight_decay_tree(params, config, layers: dict[str, inventory.QuantizedLayer]):
+    """Per-parameter decay: the first matching ``weight_decay_rules`` regex, else 0 inside
+    layers whose quantizer opts out (SiMaN), else ``config.weight_decay``."""
+    default_mask = inventory.weight_decay_mask(params, layers)
+    flat_mask = traverse_util.flatten_dict(default_mask)
+    rules = [(re.compile(pattern), float(wd)) for pattern, wd in config.weight_decay_rules]
+    decay = {}
+    for key in flat_mask:
+        path = "/".join(key)
+        rule = next((wd for pattern, wd in rules if pattern.fullmatch(path)), None)
+        if rule is not None:
+            decay[key] = rule
+        else:
+            decay[key] = float(config.weight_decay) if flat_mask[key] else 0.0
+    return traverse_util.unflatten_dict(decay)
+
+
+def create(config, params, layers, steps_per_epoch: int, total_steps: int):
+    """(optax transform, lr schedule, per-parameter decay tree)."""
+    lr = learning_rate_fn(config, steps_per_epoch, total_steps)
+    decay = weight_decay_tree(params, config, layers)
+    parts = []
+    if config.grad_clip_norm:
+        parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+    # Coupled L2 as torch.optim's weight_decay: added to the gradient before momentum/Adam.
+    for value in sorted({v for v in jax.tree.leaves(decay) if v > 0}):
+        mask = jax.tree.map(lambda v, value=value: v == value, decay)
+        parts.append(optax.add_decayed_weights(value, mask=mask))
+    if config.optimizer == "sgd":
+        parts.append(optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov))
+    else:
+        parts.append(optax.adam(lr, b1=config.b1, b2=config.b2))
+    return optax.chain(*parts), lr, decay

@@ -1,0 +1,59 @@
+"""Full-precision baselines: the binary recipes' architectures with float weights/activations.
+
+Command (CIFAR-10, the ResNet-18 of recu_r18.py with float convs):
+  python -m bnnlab.main --config=experiments/float_r18.py --workdir=workdirs/float_r18
+Variants: ``r20``, ``vgg`` (the same architectures as the binary recipes), ``imagenet``
+(He et al.'s ResNet-18, 90-epoch-style SGD recipe trained for 100 epochs), ``runlocal``.
+
+Expected top-1: ImageNet ResNet-18 69.8 / 89.1 (the CNN row of AdderNet's Table 2). CIFAR-10:
+no paper number for these exact architectures (Hardtanh, parameter-free downsample). Full runs
+were not measured here (no accelerator). ``:runlocal`` is measured in the README, where it is
+the reference for the binary recipes' digits accuracy.
+"""
+
+from bnnlab import config_lib
+
+# :runlocal epochs, as the binary recipes that use 60.
+EPOCHS = 60
+
+VARIANTS = (
+    "",
+    "runlocal",
+    "r20",
+    "r20,runlocal",
+    "vgg",
+    "vgg,runlocal",
+    "imagenet",
+    "imagenet,runlocal",
+)
+
+
+def get_config(arg=None):
+    arg = config_lib.parse_arg(arg, imagenet=False, r20=False, vgg=False, runlocal=False)
+    c = config_lib.base()
+    c.optimizer = "sgd"
+    c.lr = 0.1
+    c.schedule = "cosine"
+    if arg.imagenet:
+        c.dataset = "imagenet2012"
+        c.model_name = "resnet18"
+        c.num_epochs = 100
+        c.batch_size = 256
+        c.eval_batch_size = 250
+        c.weight_decay = 1e-4
+        c.weight_decay_rules = ((".*bn.*", 0.0),)
+    else:
+        c.dataset = "cifar10"
+        c.num_epochs = 200
+        c.warmup_epochs = 5
+        c.weight_decay = 5e-4
+        c.model_name = (
+            "resnet20_cifar" if arg.r20 else "vgg_small" if arg.vgg else ("resnet18_cifar")
+        )
+    if arg.runlocal:
+        config_lib.runlocal(
+            c, epochs=EPOCHS, width=0.25 if c.model_name != "resnet20_cifar" else 1.0
+        )
+        if arg.imagenet:
+            c.image_size = 32
+    return c

@@ -1,0 +1,44 @@
+"""ReActNet baseline (Liu et al., ECCV 2020, arXiv 2003.03488) on Bi-Real-18: RSign (learnable
+threshold) before each binary conv, RPReLU after each shortcut add, magnitude-aware binary
+weights, optional distillation from a real-valued teacher.
+
+Command (CIFAR-10, ReActNet-18 with a CIFAR stem):
+  python -m bnnlab.main --config=experiments/reactnet_r18.py --workdir=workdirs/reactnet_r18
+Variants: ``imagenet`` (step 2 of the two-step recipe: Adam lr 1e-3 decayed linearly over 256
+epochs, batch 512, no weight decay; pass ``--config.teacher_workdir=DIR`` of a trained float
+run to add the distributional loss), ``runlocal``.
+
+Expected top-1: ImageNet 65.9 with the two-step recipe and a ResNet-34 teacher (ReActNet
+README). Full runs were not measured here.
+"""
+
+from bnnlab import config_lib
+
+VARIANTS = ("", "runlocal", "imagenet", "imagenet,runlocal")
+
+
+def get_config(arg=None):
+    arg = config_lib.parse_arg(arg, imagenet=False, runlocal=False)
+    c = config_lib.base()
+    c.model_name = "reactnet18"
+    c.quant.kernel = "magnitude_aware_sign"  # inputs: the model's RSign
+    c.optimizer = "adam"
+    c.lr = 1e-3
+    c.schedule = "linear"
+    c.schedule_unit = "step"
+    c.weight_decay = 0.0
+    if arg.imagenet:
+        c.dataset = "imagenet2012"
+        c.num_epochs = 256
+        c.batch_size = 512
+        c.eval_batch_size = 256
+    else:
+        c.dataset = "cifar10"
+        c.model.imagenet = False
+        c.num_epochs = 400
+        c.batch_size = 256
+    if arg.runlocal:
+        config_lib.runlocal(c, epochs=60, width=0.25)
+        if arg.imagenet:
+            c.image_size = 32
+    return c

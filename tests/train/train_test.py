@@ -1,0 +1,226 @@
+"""The training system end to end on tiny models: exact resume, sharding, TFDS, errors."""
+
+import importlib.util
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from jax.sharding import PartitionSpec
+
+from bnnlab import data, train
+from bnnlab.train import checkpoint, loop, metrics, steps
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+def smoke_config(arg=None, **overrides):
+    spec = importlib.util.spec_from_file_location("smoke", ROOT / "experiments" / "smoke.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    config.update(overrides)
+    return config
+
+
+def final_params(workdir):
+    tree, step = checkpoint.Checkpoints(workdir, keep=3).restore_raw()
+    return tree["params"], tree["quant_state"], step
+
+
+def deterministic(records):
+    return [{k: v for k, v in r.items() if k not in loop.TIMING_KEYS} for r in records]
+
+
+def test_resume_is_exact(tmp_path):
+    config = smoke_config()
+    full = train.train_and_evaluate(config, tmp_path / "full")
+    first = train.train_and_evaluate(config, tmp_path / "split", stop_at=8)
+    assert first == {}  # stopped before the end: no final eval yet
+    assert checkpoint.Checkpoints(tmp_path / "split", 3).steps() == [8]
+    resumed = train.train_and_evaluate(config, tmp_path / "split")
+    assert resumed == full
+    (p_full, q_full, s_full), (p_split, q_split, s_split) = (
+        final_params(tmp_path / "full"),
+        final_params(tmp_path / "split"),
+    )
+    assert s_full == s_split == 16
+    jax.tree.map(np.testing.assert_array_equal, p_full, p_split)
+    jax.tree.map(np.testing.assert_array_equal, q_full, q_split)
+    full_records = deterministic(metrics.read(tmp_path / "full"))
+    assert full_records == deterministic(metrics.read(tmp_path / "split"))
+    assert [r["step"] for r in full_records] == [4, 8, 12, 16, 16]
+    assert full_records[-1]["split"] == "eval"
+    assert "siman_clip_percent" in full_records[0]  # the quantizer schedule is logged
+
+
+def test_one_step_on_eight_devices_equals_one_device():
+    config = smoke_config()
+    exp8 = loop.build(config)
+    exp1 = loop.build(smoke_config(mesh=(("data", 1),)), devices=jax.devices()[:1])
+    assert exp8.mesh.shape["data"] == 8
+    host_batch = exp8.loader.batch(0)
+    batch8, batch1 = exp8.device_batch(host_batch), exp1.device_batch(host_batch)
+    # The batch really is split over the 8 devices, 4 examples each.
+    assert batch8["image"].sharding.spec == PartitionSpec(("data",))
+    assert sorted(s.data.shape[0] for s in batch8["image"].addressable_shards) == [4] * 8
+    assert len({s.device for s in batch8["image"].addressable_shards}) == 8
+
+    def loss_and_grads(exp, state, batch):
+        fn = jax.jit(lambda s, b: steps.loss_and_grads(s, s.params, b, 0.0, model=exp.model))
+        (loss, _), grads = fn(state, batch)
+        return jax.device_get(loss), jax.device_get(grads)
+
+    state8, state1 = exp8.init_state(), exp1.init_state()
+    loss8, grads8 = loss_and_grads(exp8, state8, batch8)
+    loss1, grads1 = loss_and_grads(exp1, state1, batch1)
+    # Tolerance: the 8-device run reduces BatchNorm statistics and gradients across devices in a
+    # different order, so float32 sums differ in the last bits.
+    np.testing.assert_allclose(loss8, loss1, rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), grads8, grads1
+    )
+    new8, m8 = exp8.train_step(state8, batch8, None)
+    new1, m1 = exp1.train_step(state1, batch1, None)
+    np.testing.assert_allclose(m8["loss"], m1["loss"], rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+        jax.device_get(new8.params),
+        jax.device_get(new1.params),
+    )
+
+
+def test_tfds_path_under_mock_data(tmp_path):
+    config = smoke_config(
+        dataset="cifar10",
+        total_steps=3,
+        log_every_steps=1,
+        checkpoint_every_steps=3,
+        batch_size=16,
+        eval_batch_size=16,
+    )
+    with tfds.testing.mock_data(num_examples=48):
+        result = train.train_and_evaluate(config, tmp_path)
+    assert result["examples"] == 48 and 0.0 <= result["accuracy"] <= 1.0
+    assert [r["step"] for r in metrics.read(tmp_path) if r["split"] == "train"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "overrides,error,match",
+    [
+        (dict(lrr=0.1), ValueError, r"Unknown config key\(s\): lrr \(did you mean 'lr'\?\)"),
+        (dict(model_name="resnet19"), ValueError, r"Unknown model 'resnet19'\. Available:"),
+        (dict(dataset="cifar11"), ValueError, r"Unknown dataset 'cifar11'\. Available:"),
+        (dict(dataset="cifar10"), data.DatasetNotFoundError, r"tfds build cifar10"),
+        (dict(batch_size=36), ValueError, r"batch_size = 36 must be divisible by the 8 devices"),
+    ],
+)
+def test_bad_config_fails_before_training(tmp_path, overrides, error, match):
+    config = smoke_config(data_dir=str(tmp_path / "tfds"))
+    if "lrr" in overrides:
+        config.unlock()
+    config.update(overrides)
+    with pytest.raises(error, match=match):
+        train.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = smoke_config("float", lr=1e30, total_steps=64, checkpoint_every_steps=4)
+    with pytest.raises(
+        FloatingPointError,
+        match=r"Non-finite loss .* last good checkpoint is "
+        r"step \d+",
+    ):
+        train.train_and_evaluate(config, tmp_path)
+    for step in checkpoint.Checkpoints(tmp_path, 3).steps():
+        tree, _ = checkpoint.Checkpoints(tmp_path, 3).restore_raw(step)
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree["params"]))
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path):
+    train.train_and_evaluate(smoke_config(), tmp_path)
+    newest = tmp_path / "checkpoints" / "16"
+    for f in newest.rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    result = train.train_and_evaluate(smoke_config(total_steps=24), tmp_path)
+    assert checkpoint.Checkpoints(tmp_path, 3).steps() == [8, 16, 24]
+    moved = list((tmp_path / "checkpoints_corrupt").iterdir())
+    assert len(moved) == 1 and moved[0].name.startswith("16-")
+    steps_logged = [r["step"] for r in metrics.read(tmp_path) if r["split"] == "train"]
+    assert steps_logged == [4, 8, 12, 16, 20, 24] and result["examples"] == 359
+
+
+def test_sigkill_then_same_command_resumes(tmp_path):
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "bnnlab.main",
+        f"--config={ROOT / 'experiments' / 'smoke.py'}",
+        f"--workdir={workdir}",
+        "--config.total_steps=400",
+        "--config.checkpoint_every_steps=8",
+    ]
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "",
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
+    }
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (workdir / "checkpoints" / "16").exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = checkpoint.Checkpoints(workdir, 3).steps()
+    assert killed_at and killed_at[-1] < 400
+    finished = subprocess.run(
+        command[:-2] + ["--config.total_steps=48", "--config.checkpoint_every_steps=8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "final eval: accuracy" in finished.stdout
+    train_steps = [r["step"] for r in metrics.read(workdir) if r["split"] == "train"]
+    assert train_steps == sorted(set(train_steps))  # nothing logged twice
+    assert checkpoint.Checkpoints(workdir, 3).steps()[-1] == 48
+
+
+def test_already_finished_run_only_evaluates(tmp_path):
+    first = train.train_and_evaluate(smoke_config(), tmp_path)
+    records = metrics.read(tmp_path)
+    again = train.train_and_evaluate(smoke_config(), tmp_path)
+    assert again["accuracy"] == first["accuracy"]
+    assert metrics.read(tmp_path) == records
+
+
+def test_distillation_from_a_teacher_workdir(tmp_path):
+    train.train_and_evaluate(smoke_config("float"), tmp_path / "teacher")
+    config = smoke_config(
+        teacher_workdir=str(tmp_path / "teacher"), distill_weight=0.5, total_steps=4
+    )
+    result = train.train_and_evaluate(config, tmp_path / "student")
+    assert 0.0 <= result["accuracy"] <= 1.0
+
+
+def test_distillation_loss_is_soft_cross_entropy():
+    s = jnp.array([[1.0, 2.0, 0.5]])
+    t = jnp.array([[0.2, 0.1, 3.0]])
+    p = np.exp(t) / np.exp(t).sum()
+    expected = -(p * (s - np.log(np.exp(s).sum()))).sum()
+    np.testing.assert_allclose(steps.distillation_loss(s, t), expected, rtol=1e-6)
