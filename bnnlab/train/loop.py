@@ -199,7 +199,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
         config.model_name,
         config.dataset,
         sum(x.size for x in jax.tree.leaves(exp.abstract_state.params)),
-        len(exp.layers),
+        sum(1 for layer in exp.layers.values() if layer.kernel_quantizer or layer.input_quantizer),
         total_steps,
         steps_per_epoch,
         dict(exp.mesh.shape),
