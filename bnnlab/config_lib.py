@@ -108,8 +108,51 @@ def parse_arg(arg: str | None, **defaults) -> mlc.ConfigDict:
     return out
 
 
+def sgd_cosine(c: mlc.ConfigDict, *, epochs: int, weight_decay: float, warmup_epochs: int = 5):
+    """The optimizer ReCU and SiMaN share: SGD(0.9) at lr 0.1, warm-up + cosine."""
+    c.optimizer = "sgd"
+    c.momentum = 0.9
+    c.lr = 0.1
+    c.schedule = "cosine"
+    c.warmup_epochs = warmup_epochs
+    c.num_epochs = epochs
+    c.weight_decay = weight_decay
+
+
+def cifar10(c: mlc.ConfigDict, *, epochs: int | None = None) -> None:
+    """CIFAR-10 at the papers' batch sizes (256 / test 128)."""
+    c.dataset = "cifar10"
+    c.batch_size = 256
+    c.eval_batch_size = 128
+    if epochs is not None:
+        c.num_epochs = epochs
+
+
+def imagenet(
+    c: mlc.ConfigDict, *, epochs: int | None = None, batch_size: int = 512, rrc_scale=(0.08, 1.0)
+) -> None:
+    """ImageNet data at the papers' batch sizes (test batch = half the training batch)."""
+    c.dataset = "imagenet2012"
+    if epochs is not None:
+        c.num_epochs = epochs
+    c.batch_size = batch_size
+    c.eval_batch_size = batch_size // 2
+    c.rrc_scale = rrc_scale
+
+
+def adam_linear(c: mlc.ConfigDict, *, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+    """Bi-Real/ReActNet's optimizer: Adam with the lr decayed linearly to 0, per step."""
+    c.optimizer = "adam"
+    c.lr = lr
+    c.schedule = "linear"
+    c.schedule_unit = "step"
+    c.warmup_epochs = 0
+    c.weight_decay = weight_decay
+
+
 def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None) -> None:
-    """The laptop budget: embedded digits data, small batches, frequent logs."""
+    """The laptop budget: embedded digits data, small batches, frequent logs. Models with an
+    ImageNet stem see the 8×8 digits upsampled to 32×32."""
     c.dataset = "digits"
     c.augment = ""
     c.normalization = ""
@@ -126,6 +169,10 @@ def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None)
     c.teacher_workdir = None
     if width is not None:
         c.model.width = width
+    if c.model_name in ("resnet18", "resnet18_imagenet", "resnet34_imagenet", "reactnet18") and (
+        c.model.get("imagenet", True)
+    ):
+        c.image_size = 32
 
 
 def _unknown(c: mlc.ConfigDict, ref: mlc.ConfigDict, prefix: str = "") -> list[str]:

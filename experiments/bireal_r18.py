@@ -25,25 +25,14 @@ def get_config(arg=None):
     c.model.act = "identity"
     c.model.stem_act = "relu"
     c.model.shortcut = "avgpool_fp_conv"
-    c.optimizer = "adam"
-    c.lr = 1e-3
-    c.schedule = "linear"
-    c.schedule_unit = "step"
-    # Binary latent weights get no decay; everything else a little (the release's 5e-6).
-    c.weight_decay = 5e-6
-    c.weight_decay_rules = ((r".*unit\d+/conv/kernel", 0.0),)
     if arg.imagenet:
-        c.dataset = "imagenet2012"
-        c.num_epochs = 256
-        c.batch_size = 512
-        c.eval_batch_size = 256
+        config_lib.imagenet(c, epochs=256)
     else:
-        c.dataset = "cifar10"
+        config_lib.cifar10(c, epochs=400)
         c.model.imagenet = False
-        c.num_epochs = 400
-        c.batch_size = 256
+    # Binary latent weights get no decay; everything else a little (the release's 5e-6).
+    config_lib.adam_linear(c, weight_decay=5e-6)
+    c.weight_decay_rules = ((r".*unit\d+/conv/kernel", 0.0),)
     if arg.runlocal:
         config_lib.runlocal(c, epochs=60, width=0.25)
-        if arg.imagenet:
-            c.image_size = 32
     return c

@@ -31,29 +31,17 @@ VARIANTS = (
 def get_config(arg=None):
     arg = config_lib.parse_arg(arg, imagenet=False, r20=False, vgg=False, runlocal=False)
     c = config_lib.base()
-    c.optimizer = "sgd"
-    c.lr = 0.1
-    c.schedule = "cosine"
+    config_lib.sgd_cosine(c, epochs=200, weight_decay=5e-4)
+    config_lib.cifar10(c)
+    c.model_name = "resnet20_cifar" if arg.r20 else "vgg_small" if arg.vgg else "resnet18_cifar"
     if arg.imagenet:
-        c.dataset = "imagenet2012"
+        config_lib.imagenet(c, epochs=100, batch_size=256)
         c.model_name = "resnet18"
-        c.num_epochs = 100
-        c.batch_size = 256
-        c.eval_batch_size = 250
+        c.warmup_epochs = 0
         c.weight_decay = 1e-4
         c.weight_decay_rules = ((".*bn.*", 0.0),)
-    else:
-        c.dataset = "cifar10"
-        c.num_epochs = 200
-        c.warmup_epochs = 5
-        c.weight_decay = 5e-4
-        c.model_name = (
-            "resnet20_cifar" if arg.r20 else "vgg_small" if arg.vgg else ("resnet18_cifar")
-        )
     if arg.runlocal:
         config_lib.runlocal(
             c, epochs=EPOCHS, width=0.25 if c.model_name != "resnet20_cifar" else 1.0
         )
-        if arg.imagenet:
-            c.image_size = 32
     return c

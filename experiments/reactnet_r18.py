@@ -22,23 +22,12 @@ def get_config(arg=None):
     c = config_lib.base()
     c.model_name = "reactnet18"
     c.quant.kernel = "magnitude_aware_sign"  # inputs: the model's RSign
-    c.optimizer = "adam"
-    c.lr = 1e-3
-    c.schedule = "linear"
-    c.schedule_unit = "step"
-    c.weight_decay = 0.0
     if arg.imagenet:
-        c.dataset = "imagenet2012"
-        c.num_epochs = 256
-        c.batch_size = 512
-        c.eval_batch_size = 256
+        config_lib.imagenet(c, epochs=256)
     else:
-        c.dataset = "cifar10"
+        config_lib.cifar10(c, epochs=400)
         c.model.imagenet = False
-        c.num_epochs = 400
-        c.batch_size = 256
+    config_lib.adam_linear(c)
     if arg.runlocal:
         config_lib.runlocal(c, epochs=60, width=0.25)
-        if arg.imagenet:
-            c.image_size = 32
     return c

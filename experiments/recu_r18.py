@@ -48,51 +48,28 @@ def get_config(arg=None):
     c.quant.kernel = "recu(tau_min=0.85, tau_max=0.99)"
     c.quant.inputs = "recu_act"
     c.quant.scale = "uniform"
-    c.optimizer = "sgd"
-    c.momentum = 0.9
-    c.lr = 0.1
-    c.schedule = "cosine"
-    c.warmup_epochs = 5
+    config_lib.sgd_cosine(c, epochs=600, weight_decay=5e-4)
+    config_lib.cifar10(c)
+    c.model_name = "resnet20_cifar" if arg.r20 else "vgg_small" if arg.vgg else "resnet18_cifar"
     if arg.reactnet:
-        # Two-stage ImageNet recipe: Adam, no weight decay, KD to a real-valued teacher.
-        c.dataset = "imagenet2012"
+        # Two-stage ImageNet recipe: Adam, no weight decay, KD to a real-valued teacher; the
+        # script asks for cosine with warm-up (its last lr_type wins).
+        config_lib.imagenet(c, epochs=256, rrc_scale=(0.08, 1.25))
         c.model_name = "reactnet18"
         c.quant.inputs = None  # the model's RSign binarises the inputs
-        c.rrc_scale = (0.08, 1.25)
         c.optimizer = "adam"
         c.lr = 1e-3
-        c.num_epochs = 256
-        c.batch_size = 512
-        c.eval_batch_size = 256
         c.weight_decay = 0.0
     elif arg.imagenet:
-        c.dataset = "imagenet2012"
+        config_lib.imagenet(c, epochs=200, rrc_scale=(0.08, 1.25))
         c.model_name = "resnet34_imagenet" if arg.r34 else "resnet18_imagenet"
         c.model.bn_gamma_init = 1e-8
-        c.rrc_scale = (0.08, 1.25)
-        c.num_epochs = 200
-        c.batch_size = 512
-        c.eval_batch_size = 256
         # Decay only parameters named conv/fc (binary latents, α, stem, classifier), not BN
         # and not the float downsample conv, as the reference selects them by name.
         c.weight_decay = 1e-4
         c.weight_decay_rules = ((".*shortcut.*", 0.0), (".*(conv|fc).*", 1e-4), (".*", 0.0))
-    else:
-        c.dataset = "cifar10"
-        c.num_epochs = 600
-        c.batch_size = 256
-        c.eval_batch_size = 128
-        c.weight_decay = 5e-4
-        if arg.r20:
-            c.model_name = "resnet20_cifar"
-        elif arg.vgg:
-            c.model_name = "vgg_small"
-        else:
-            c.model_name = "resnet18_cifar"
     if arg.runlocal:
         config_lib.runlocal(
             c, epochs=EPOCHS, width=0.25 if c.model_name != "resnet20_cifar" else 1.0
         )
-        if arg.imagenet or arg.reactnet:
-            c.image_size = 32
     return c

@@ -46,29 +46,17 @@ def get_config(arg=None):
     c.quant.kernel = "siman"
     c.quant.inputs = "siman_act"
     c.quant.scale = "mean_abs"
-    c.optimizer = "sgd"
-    c.momentum = 0.9
-    c.lr = 0.1
-    c.schedule = "cosine"
     if arg.imagenet:
-        c.dataset = "imagenet2012"
+        # The published ImageNet command: cosine without warm-up, RRC scale up to 1.25.
+        config_lib.sgd_cosine(c, epochs=150, weight_decay=1e-4, warmup_epochs=0)
+        config_lib.imagenet(c, rrc_scale=(0.08, 1.25))
         c.model_name = "resnet34_imagenet" if arg.r34 else "resnet18_imagenet"
         c.model.act = "prelu"
         c.model.stem_act = "relu"
         c.model.bn_gamma_init = 1e-8
-        c.rrc_scale = (0.08, 1.25)
-        c.num_epochs = 150
-        c.batch_size = 512
-        c.eval_batch_size = 256
-        c.warmup_epochs = 0  # the published ImageNet command has no warm-up
-        c.weight_decay = 1e-4
     else:
-        c.dataset = "cifar10"
-        c.num_epochs = 400
-        c.batch_size = 256
-        c.eval_batch_size = 128
-        c.warmup_epochs = 5
-        c.weight_decay = 5e-4
+        config_lib.sgd_cosine(c, epochs=400, weight_decay=5e-4)
+        config_lib.cifar10(c)
         if arg.r20:
             c.model_name = "resnet20_cifar"
             c.model.act = "prelu"
@@ -84,6 +72,4 @@ def get_config(arg=None):
         config_lib.runlocal(
             c, epochs=EPOCHS, width=0.25 if c.model_name != "resnet20_cifar" else 1.0
         )
-        if arg.imagenet:
-            c.image_size = 32  # upsample 8×8 digits so the 7×7/2 stem and max-pool fit
     return c

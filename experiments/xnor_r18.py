@@ -22,24 +22,13 @@ def get_config(arg=None):
     c.quant.kernel = "xnor_sign"
     c.quant.inputs = "ste_sign"
     if arg.imagenet:
-        c.dataset = "imagenet2012"
+        config_lib.imagenet(c, epochs=256)
+        config_lib.adam_linear(c)
         c.model_name = "resnet18"
-        c.optimizer = "adam"
-        c.lr = 1e-3
-        c.schedule = "linear"
-        c.schedule_unit = "step"
-        c.num_epochs = 256
-        c.batch_size = 512
-        c.eval_batch_size = 256
-        c.weight_decay = 0.0
     else:
-        c.dataset = "cifar10"
+        config_lib.sgd_cosine(c, epochs=400, weight_decay=5e-4)
+        config_lib.cifar10(c)
         c.model_name = "resnet18_cifar"
-        c.num_epochs = 400
-        c.warmup_epochs = 5
-        c.weight_decay = 5e-4
     if arg.runlocal:
         config_lib.runlocal(c, epochs=60, width=0.25)
-        if arg.imagenet:
-            c.image_size = 32
     return c

@@ -114,7 +114,7 @@ def avg_pool2(x):
 
 
 class Shortcut(nn.Module):
-    """The shortcut of a residual unit that changes resolution and/or width.
+    """The shortcut of a residual unit: the identity, unless it changes resolution or width.
 
     ``avgpool_pad``: AvgPool 2×2 + zero channels (ReCU's parameter-free CIFAR downsample);
     ``subsample_pad``: x[:, ::2, ::2] + zero channels (option A, SiMaN's ResNet-20);
@@ -132,6 +132,8 @@ class Shortcut(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
         check_choice("shortcut", self.kind, SHORTCUTS)
+        if self.strides == 1 and x.shape[-1] == self.features:
+            return x
         if self.kind in ("avgpool_pad", "subsample_pad"):
             if self.strides != 1:
                 x = avg_pool2(x) if self.kind == "avgpool_pad" else x[:, ::2, ::2]

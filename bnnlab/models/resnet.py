@@ -72,15 +72,14 @@ class BasicBlock(nn.Module):
         y = blocks.Activation(self.act, name="act1")(y)
         y = blocks.conv(self.spec, self.features, 3, 1, name="conv2")(y, **kw)
         y = blocks.batch_norm(train, self.gamma_init, name="bn2")(y)
-        if self.strides != 1 or x.shape[-1] != self.features:
-            x = blocks.Shortcut(
-                self.shortcut,
-                self.features,
-                self.strides,
-                self.spec,
-                self.gamma_init,
-                name="shortcut",
-            )(x, **kw)
+        x = blocks.Shortcut(
+            self.shortcut,
+            self.features,
+            self.strides,
+            self.spec,
+            self.gamma_init,
+            name="shortcut",
+        )(x, **kw)
         return blocks.Activation(self.act, name="act2")(y + x)
 
 
@@ -101,15 +100,14 @@ class BiRealUnit(nn.Module):
         y = activations.RSign(name="rsign")(x) if self.rsign else x
         y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv")(y, **kw)
         y = blocks.batch_norm(train, self.gamma_init, name="bn")(y)
-        if self.strides != 1 or x.shape[-1] != self.features:
-            x = blocks.Shortcut(
-                self.shortcut,
-                self.features,
-                self.strides,
-                self.spec,
-                self.gamma_init,
-                name="shortcut",
-            )(x, **kw)
+        x = blocks.Shortcut(
+            self.shortcut,
+            self.features,
+            self.strides,
+            self.spec,
+            self.gamma_init,
+            name="shortcut",
+        )(x, **kw)
         return blocks.Activation(self.act, name="act")(y + x)
 
 
