@@ -30,6 +30,7 @@ setup(
         "tensorboardX>=2.6",
         "tqdm>=4.60",
         "pillow>=10",
+        "matplotlib>=3.7",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.6"],

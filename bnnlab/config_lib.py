@@ -75,7 +75,10 @@ def base() -> mlc.ConfigDict:
     c.checkpoint_every_steps = 1000  # a multiple of log_every_steps
     c.keep_checkpoints = 3
     c.progress_bar = True  # tqdm on an interactive terminal, log lines otherwise
-    c.diagnostics_every_steps = 0  # reserved for weight diagnostics; 0 = off
+    # Weight diagnostics (bit entropy, flip ratio, dead weights, quantization error, activation
+    # sign balance) logged as "diagnostics" records every N steps; 0 turns them off, including
+    # the per-step flip tracking.
+    c.diagnostics_every_steps = 100
     return c
 
 
@@ -166,6 +169,7 @@ def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None)
     c.log_every_steps = 10
     c.eval_every_epochs = 5
     c.checkpoint_every_steps = 200
+    c.diagnostics_every_steps = 50
     c.teacher_workdir = None
     if width is not None:
         c.model.width = width

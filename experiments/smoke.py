@@ -27,5 +27,6 @@ def get_config(arg=None):
     c.warmup_epochs = 0
     c.log_every_steps = 4
     c.checkpoint_every_steps = 8
+    c.diagnostics_every_steps = 4
     c.progress_bar = False
     return c

@@ -31,7 +31,9 @@ class RSign(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         shift = self.param("bias", initializers.zeros_init(), (x.shape[-1],), self.param_dtype)
-        return qmath.surrogate(qmath.sign, qmath.approx_sign_derivative, x + shift, ())
+        out = qmath.surrogate(qmath.sign, qmath.approx_sign_derivative, x + shift, ())
+        self.sow("intermediates", "input_positive_fraction", jnp.mean(out > 0))
+        return out
 
 
 class RPReLU(nn.Module):

@@ -167,7 +167,15 @@ class _QuantBase(nn.Module):
         )
         inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
+        if kernel_q is not None and kernel_q.precision == 1:
+            # The binary code this step computes with, for flip tracking; only collected when
+            # the 'diagnostics' collection is mutable (sow is a no-op otherwise).
+            self.sow("diagnostics", "kernel_positive", kernel > 0)
         inputs = quantize(self, input_q, inputs, "input", train=train, progress=progress)
+        if input_q is not None and input_q.precision == 1:
+            # Sign balance of the binarised input, collected only when a caller asks for the
+            # 'intermediates' collection (diagnostics); otherwise sow is a no-op.
+            self.sow("intermediates", "input_positive_fraction", jnp.mean(inputs > 0))
         return inputs, kernel, bias, scale
 
     @staticmethod

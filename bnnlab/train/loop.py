@@ -25,11 +25,16 @@ import numpy as np
 from flax import serialization
 
 from bnnlab import config_lib, data
+from bnnlab.diagnostics import summary as summary_lib
+from bnnlab.diagnostics import tracking
 from bnnlab.layers import inventory
 from bnnlab.train import checkpoint, metrics, optim, sharding, steps
 from bnnlab.train import workdir as workdir_lib
 
 TIMING_KEYS = ("step_time", "images_per_sec")
+# Train metrics averaged over the logging window; everything else (lr, progress, τ, p, …) is a
+# schedule value and is logged as it was at the logged step.
+WINDOW_MEAN_KEYS = ("loss", "accuracy", "grad_norm", "param_norm")
 
 
 @dataclasses.dataclass
@@ -52,10 +57,14 @@ class Experiment:
     batch_sharding: Any
     train_step: Callable  # jitted (state, batch, teacher_variables) → (state, metrics)
     eval_step: Callable  # jitted (state, batch) → sums
+    diagnostics_step: Callable | None  # jitted (state, batch) → (statistics, state)
+    track_layers: dict | None
     teacher_variables: Any = None
 
     def init_state(self) -> steps.TrainState:
-        init = functools.partial(steps.init_state, self.model, self.tx)
+        init = functools.partial(
+            steps.init_state, self.model, self.tx, track_layers=self.track_layers
+        )
         rng = jax.random.key(self.config.seed)
         return jax.jit(init, out_shardings=self.state_sharding)(rng, self.example)
 
@@ -89,7 +98,11 @@ def build(config, devices=None) -> Experiment:
     rng = jax.random.key(config.seed)
     abstract_params = jax.eval_shape(lambda: model.init(rng, example, train=True))["params"]
     tx, lr_fn, _ = optim.create(config, abstract_params, layers, steps_per_epoch, total_steps)
-    abstract_state = jax.eval_shape(functools.partial(steps.init_state, model, tx), rng, example)
+    diagnose = config.diagnostics_every_steps > 0 and bool(tracking.binary_layers(layers))
+    track_layers = layers if diagnose else None
+    abstract_state = jax.eval_shape(
+        functools.partial(steps.init_state, model, tx, track_layers=track_layers), rng, example
+    )
     state_sharding = sharding.state_shardings(abstract_state, mesh)
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
@@ -122,6 +135,21 @@ def build(config, devices=None) -> Experiment:
         in_shardings=(state_sharding, batch_sharding),
         out_shardings=replicated,
     )
+    diagnostics_step = None
+    if diagnose:
+        diagnostics_step = jax.jit(
+            functools.partial(
+                steps.diagnostics_step,
+                model=model,
+                layers=layers,
+                steps_per_epoch=steps_per_epoch,
+                total_steps=total_steps,
+                schedule_unit=config.schedule_unit,
+            ),
+            in_shardings=(state_sharding, batch_sharding),
+            out_shardings=(replicated, state_sharding),
+            donate_argnums=(0,),
+        )
     return Experiment(
         config=config,
         mesh=mesh,
@@ -139,6 +167,8 @@ def build(config, devices=None) -> Experiment:
         batch_sharding=batch_sharding,
         train_step=train_step,
         eval_step=eval_step,
+        diagnostics_step=diagnostics_step,
+        track_layers=track_layers,
         teacher_variables=teacher_variables,
     )
 
@@ -193,6 +223,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
     writer = metrics.Writer(workdir, start_step, enabled=primary)
     if primary and start_step == 0:
         workdir_lib.save_config(config, workdir)
+    if primary:
+        summary_lib.summary(exp.model, exp.example.shape[1:], print_fn=logging.info)
     total_steps, steps_per_epoch = exp.total_steps, exp.steps_per_epoch
     logging.info(
         "%s on %s: %d parameters, %d quantized layers, %d steps (%d per epoch), mesh %s",
@@ -217,16 +249,20 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
     try:
         batches = exp.loader.iterate(start_step)
         for step in range(start_step, end_step):
-            state, step_metrics = exp.train_step(
-                state, exp.device_batch(next(batches)), exp.teacher_variables
-            )
+            batch = exp.device_batch(next(batches))
+            state, step_metrics = exp.train_step(state, batch, exp.teacher_variables)
             window.append(step_metrics)
             done = step + 1
             if progress_bar is not None:
                 progress_bar.update(1)
             if done % config.log_every_steps == 0 or done == total_steps:
                 host = jax.device_get(window)
-                record = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+                record = {
+                    k: float(
+                        np.mean([m[k] for m in host]) if k in WINDOW_MEAN_KEYS else host[-1][k]
+                    )
+                    for k in host[0]
+                }
                 if not math.isfinite(record["loss"]):
                     raise FloatingPointError(
                         f"Non-finite loss ({record['loss']}) in steps {done - len(window) + 1}"
@@ -253,6 +289,9 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
                         record["images_per_sec"],
                     )
                 window, window_start = [], time.time()
+            if exp.diagnostics_step is not None and done % config.diagnostics_every_steps == 0:
+                diagnostics, state = exp.diagnostics_step(state, batch)
+                writer.write(done, "diagnostics", jax.device_get(diagnostics))
             end_of_epoch = done % steps_per_epoch == 0
             if done == total_steps or (
                 end_of_epoch and (done // steps_per_epoch) % config.eval_every_epochs == 0

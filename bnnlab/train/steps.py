@@ -9,10 +9,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bnnlab.diagnostics import tracking
 from bnnlab.layers import inventory
 from bnnlab.train import optim
 
 MUTABLE = ("batch_stats", "quant_state")
+TRACKED = "diagnostics"  # the collection QuantConv/QuantDense sow their binary codes into
 
 
 @flax.struct.dataclass
@@ -22,6 +24,7 @@ class TrainState:
     batch_stats: Any
     quant_state: Any
     opt_state: Any
+    diag: Any = None  # flip tracking of the binary layers ({} when diagnostics are off)
 
     def variables(self, params=None) -> dict:
         return {
@@ -31,7 +34,8 @@ class TrainState:
         }
 
 
-def init_state(model, tx, rng, images) -> TrainState:
+def init_state(model, tx, rng, images, track_layers=None) -> TrainState:
+    """Initial state; ``track_layers`` (an inventory) turns on per-step flip tracking."""
     variables = model.init(rng, images, train=True)
     params = variables["params"]
     return TrainState(
@@ -40,6 +44,7 @@ def init_state(model, tx, rng, images) -> TrainState:
         batch_stats=variables.get("batch_stats", {}),
         quant_state=variables.get("quant_state", {}),
         opt_state=tx.init(params),
+        diag=tracking.init_tracking(params, track_layers) if track_layers else {},
     )
 
 
@@ -80,7 +85,7 @@ def loss_and_grads(
             batch["image"],
             train=True,
             progress=progress,
-            mutable=list(MUTABLE),
+            mutable=[*MUTABLE, TRACKED] if state.diag else list(MUTABLE),
         )
         loss = cross_entropy(logits, batch["label"], label_smoothing)
         if teacher_logits is not None:
@@ -144,8 +149,35 @@ def train_step(
         batch_stats=updates.get("batch_stats", state.batch_stats),
         quant_state=updates.get("quant_state", state.quant_state),
         opt_state=opt_state,
+        diag=tracking.update_tracking(state.diag, tracking.forward_codes(updates.get(TRACKED, {}))),
     )
     return new_state, metrics
+
+
+def diagnostics_step(
+    state: TrainState,
+    batch,
+    *,
+    model,
+    layers,
+    steps_per_epoch: int,
+    total_steps: int,
+    schedule_unit: str,
+):
+    """(statistics, state with a fresh tracking window): per-layer weight statistics, flip
+    ratio and empirical dead fraction over the window, and the sign balance of every binarised
+    input on ``batch``."""
+    progress = training_progress(state.step, steps_per_epoch, total_steps, schedule_unit)
+    out = tracking.layer_statistics(state.params, layers, progress, state.diag)
+    _, captured = model.apply(
+        state.variables(),
+        batch["image"],
+        train=False,
+        progress=progress,
+        mutable=["intermediates"],
+    )
+    out.update(tracking.activation_balance(captured.get("intermediates", {})))
+    return out, state.replace(diag=tracking.reset_window(state.diag))
 
 
 def eval_step(state: TrainState, batch, *, model):

@@ -56,9 +56,21 @@ def test_resume_is_exact(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, q_full, q_split)
     full_records = deterministic(metrics.read(tmp_path / "full"))
     assert full_records == deterministic(metrics.read(tmp_path / "split"))
-    assert [r["step"] for r in full_records] == [4, 8, 12, 16, 16]
-    assert full_records[-1]["split"] == "eval"
+    assert [(r["step"], r["split"]) for r in full_records] == [
+        (s, split) for s in (4, 8, 12, 16) for split in ("train", "diagnostics")
+    ] + [(16, "eval")]
     assert "siman_clip_percent" in full_records[0]  # the quantizer schedule is logged
+    diagnostics = full_records[1]
+    for key in (
+        "mean/bit_entropy",
+        "mean/flip_ratio",
+        "mean/dead_empirical",
+        "mean/quant_error",
+        "mean/act_positive",
+        "stage1_unit1/conv/bit_entropy",
+    ):
+        assert key in diagnostics, key
+    assert diagnostics["stage1_unit1/conv/bit_entropy"] == 1.0  # SiMaN codes are half ones
 
 
 def test_one_step_on_eight_devices_equals_one_device():

@@ -1,0 +1,92 @@
+"""The model summary against a hand count, and ``bnnlab.inspect`` on a trained workdir."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+import bnnlab
+from bnnlab import inspect as inspect_lib
+from bnnlab import models, train
+from bnnlab.diagnostics import plots
+from bnnlab.diagnostics import summary as summary_lib
+from bnnlab.models import QuantSpec
+
+ROOT = pathlib.Path(__file__).parents[2]
+
+
+def test_cifar_resnet18_summary_matches_hand_count():
+    model = models.get("resnet18_cifar", quant=QuantSpec("recu", "recu_act", "uniform"))
+    result = bnnlab.summary(model, (32, 32, 3), print_fn=None)
+    # MACs per 32×32 image: H·W of the output × (3·3·C_in) × C_out for every conv.
+    stem = 32 * 32 * 27 * 64
+    binary, kernels, cin, size = 0, 0, 64, 32
+    for c in (64, 128, 256, 512):
+        for block in range(2):
+            first = block == 0 and c != 64
+            size = size // 2 if first else size
+            binary += size * size * 9 * cin * c + size * size * 9 * c * c
+            kernels += 9 * cin * c + 9 * c * c
+            cin = c
+    fc = 512 * 10
+    assert result.total("macs") == stem + binary + fc == 549_131_264
+    assert result.total("binary_ops") == binary == 547_356_672
+    assert result.total("params") == 11_005_002
+    # Deployed: binary kernels at 1 bit, everything else (stem, α, BN, FC) in float32.
+    float_params = 11_005_002 - kernels
+    assert result.total("memory_deployed") == pytest.approx(kernels / 8 + 4 * float_params)
+    assert result.total("memory_trained") == 4 * 11_005_002
+    energy = binary * summary_lib.PJ_BINARY_MAC + (stem + fc) * summary_lib.PJ_FLOAT_MAC
+    assert result.total("energy_pj") == pytest.approx(energy)
+    text = str(result)
+    assert "stage4_block2/conv2" in text and "memory compression 30.3x" in text
+
+
+def test_summary_of_a_rule_quantized_flax_model():
+    import flax.linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Conv(8, (3, 3))(x)
+            x = nn.Conv(8, (3, 3))(x)
+            return nn.Dense(10)(x.mean((1, 2)))
+
+    qmodel = bnnlab.quantize_model(
+        Net(), [bnnlab.Rule("Conv_1", "ste_sign", "ste_sign"), bnnlab.Rule(".*")]
+    )
+    rows = {r.name: r for r in bnnlab.summary(qmodel, (8, 8, 3), print_fn=None).rows}
+    assert (rows["Conv_1"].weight_bits, rows["Conv_1"].input_bits) == (1, 1)
+    assert rows["Conv_0"].weight_bits == 32 and rows["Conv_1"].binary_ops == 64 * 72 * 8
+
+
+def test_weight_histograms_one_panel_per_layer(tmp_path):
+    import numpy as np
+
+    kernels = {f"layer{i}": np.random.default_rng(i).normal(size=(3, 3, 4, 8)) for i in range(3)}
+    quantizers = {
+        "layer0": bnnlab.quant.get("recu"),
+        "layer1": bnnlab.quant.get("siman"),
+        "layer2": bnnlab.quant.get("ste_sign"),
+    }
+    titles = plots.weight_histograms(kernels, quantizers, tmp_path / "w.png")
+    assert titles == ["layer0 (recu)", "layer1 (siman)", "layer2 (ste_sign)"]
+    assert (tmp_path / "w.png").stat().st_size > 10_000
+
+
+def test_inspect_a_trained_workdir(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("smoke", ROOT / "experiments" / "smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    train.train_and_evaluate(smoke.get_config(), tmp_path / "run")
+    table = inspect_lib.inspect(tmp_path / "run", out=tmp_path / "out")
+    assert sorted(table) == ["stage1_unit1/conv", "stage2_unit1/conv"]
+    row = table["stage1_unit1/conv"]
+    assert row["bit_entropy"] == 1.0 and 0 <= row["flips_since_previous"] <= 1
+    for name in ("weights.png", "diagnostics.png", "curves.png"):
+        data = (tmp_path / "out" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    printed = capsys.readouterr().out
+    assert "stage2_unit1/conv" in printed and "bit_entropy" in printed
+    with pytest.raises(ValueError, match="No checkpoint at step 3"):
+        inspect_lib.inspect(tmp_path / "run", step=3)
