@@ -39,28 +39,21 @@ def layer_table(params, layers, progress, previous_params=None) -> dict[str, dic
     table = {}
     for path, q in tracking.binary_layers(layers).items():
         w = jnp.asarray(flat[f"{path}/kernel"], jnp.float32)
-        positive = tracking.positive_codes(q, w, progress)
-        b = jnp.where(positive, 1.0, -1.0)
         fit = stats.distribution_fit(w)
         row = {
             "quantizer": q.name,
             "shape": list(w.shape),
-            "bit_entropy": stats.bit_entropy(positive),
-            "filter_bit_entropy": jnp.mean(
-                stats.bit_entropy(positive.reshape(-1, w.shape[-1]), axis=0)
-            ),
+            **tracking.weight_statistics(q, w, progress),
             "latent_entropy": stats.differential_entropy(w),
             "laplace_b": fit["laplace_b"],
             "gauss_sigma": fit["gauss_sigma"],
-            "kurtosis": fit["kurtosis"],
             "fit": "laplace" if fit["laplace_minus_gauss"] > 0 else "gauss",
-            "quant_error": stats.quantization_error(w, stats.optimal_scale(w, b), b),
         }
-        if hasattr(q, "dead_fraction"):
-            row["dead_recu"] = q.dead_fraction(w, progress)
         if prev is not None:
             before = tracking.positive_codes(q, jnp.asarray(prev[f"{path}/kernel"]), progress)
-            row["flips_since_previous"] = stats.flip_ratio(before, positive)
+            row["flips_since_previous"] = stats.flip_ratio(
+                before, tracking.positive_codes(q, w, progress)
+            )
         table[path] = {k: (float(v) if hasattr(v, "dtype") else v) for k, v in row.items()}
     return table
 

@@ -91,26 +91,36 @@ def reset_window(tracking: dict) -> dict:
     }
 
 
+def weight_statistics(q: quant.Quantizer, w: Array, progress=None) -> dict[str, Array]:
+    """One binary layer's statistics: bit entropy of its codes (whole layer and mean per
+    filter), the quantization error with the least-squares per-filter α, the latent weights'
+    excess kurtosis, and ReCU's dead fraction for ReCU layers."""
+    w = jnp.asarray(w, jnp.float32)
+    positive = positive_codes(q, w, progress)
+    b = jnp.where(positive, 1.0, -1.0)
+    out = {
+        "bit_entropy": stats.bit_entropy(positive),
+        "filter_bit_entropy": jnp.mean(
+            stats.bit_entropy(positive.reshape(-1, positive.shape[-1]), axis=0)
+        ),
+        "quant_error": stats.quantization_error(w, stats.optimal_scale(w, b), b),
+        "kurtosis": stats.distribution_fit(w)["kurtosis"],
+    }
+    if isinstance(q, quant.ReCU):
+        out["dead_recu"] = q.dead_fraction(w, progress)
+    return out
+
+
 def layer_statistics(params, layers, progress=None, tracking: dict | None = None) -> dict:
-    """Per binary layer: bit entropy of the codes (whole layer and mean per filter), the
-    quantization error with the least-squares per-filter α, the latent weights' excess kurtosis,
-    ReCU's dead fraction (ReCU layers), and from ``tracking`` the mean per-step flip ratio and
-    the empirical dead fraction (weights that never flipped in the window). Keys are
-    ``"<layer path>/<statistic>"``, plus ``"mean/<statistic>"`` over layers.
+    """``weight_statistics`` of every binary layer and, from ``tracking``, the mean per-step
+    flip ratio and the empirical dead fraction (weights that never flipped in the window).
+    Keys are ``"<layer path>/<statistic>"``, plus ``"mean/<statistic>"`` over layers.
     """
     flat = traverse_util.flatten_dict(params, sep="/")
     out: dict[str, Array] = {}
     for path, q in binary_layers(layers).items():
-        w = flat[f"{path}/kernel"].astype(jnp.float32)
-        positive = positive_codes(q, w, progress)
-        b = jnp.where(positive, 1.0, -1.0)
-        per_filter = positive.reshape(-1, positive.shape[-1])
-        out[f"{path}/bit_entropy"] = stats.bit_entropy(positive)
-        out[f"{path}/filter_bit_entropy"] = jnp.mean(stats.bit_entropy(per_filter, axis=0))
-        out[f"{path}/quant_error"] = stats.quantization_error(w, stats.optimal_scale(w, b), b)
-        out[f"{path}/kurtosis"] = stats.distribution_fit(w)["kurtosis"]
-        if isinstance(q, quant.ReCU):
-            out[f"{path}/dead_recu"] = q.dead_fraction(w, progress)
+        for name, value in weight_statistics(q, flat[f"{path}/kernel"], progress).items():
+            out[f"{path}/{name}"] = value
         if tracking:
             t = tracking[path]
             steps = jnp.maximum(t["steps"], 1)
