@@ -41,6 +41,7 @@ def base() -> mlc.ConfigDict:
     c.quant.inputs = config_dict.placeholder(str)
     c.quant.scale = config_dict.placeholder(str)  # "uniform" (ReCU), "mean_abs" (SiMaN)
     c.quant.pad_value = 0.0
+    c.quant.adder = False  # AdderNet L1 layers instead of the inner convolutions
 
     # Optimisation.
     c.num_epochs = 400
@@ -62,6 +63,12 @@ def base() -> mlc.ConfigDict:
     c.weight_decay_rules = ()
     c.grad_clip_norm = config_dict.placeholder(float)
     c.label_smoothing = 0.0
+    c.adder_eta = 0.2  # AdderNet's adaptive gradient scaling η·√k/‖g‖ (0 = off)
+    # Fine-tuning: start from a trained workdir's params and BatchNorm statistics (not a
+    # resume: step, optimizer and schedule start fresh), and freeze the parameters whose
+    # '/'-joined path fully matches this regex.
+    c.init_from = config_dict.placeholder(str)
+    c.freeze = ""
     c.teacher_workdir = config_dict.placeholder(str)  # distil from a trained bnnlab workdir
     c.distill_weight = 1.0  # loss = w·KD + (1 − w)·CE when a teacher is set
 
@@ -173,9 +180,14 @@ def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None)
     c.teacher_workdir = None
     if width is not None:
         c.model.width = width
-    if c.model_name in ("resnet18", "resnet18_imagenet", "resnet34_imagenet", "reactnet18") and (
-        c.model.get("imagenet", True)
-    ):
+    imagenet_stems = (
+        "resnet18",
+        "resnet50",
+        "resnet18_imagenet",
+        "resnet34_imagenet",
+        "reactnet18",
+    )
+    if c.model_name in imagenet_stems and (c.model.get("imagenet", True)):
         c.image_size = 32
 
 

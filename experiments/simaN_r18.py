@@ -67,7 +67,7 @@ def get_config(arg=None):
             c.model.act = "prelu"
         else:
             c.model_name = "resnet18_cifar"
-            c.model.shortcut = "binary_conv"
+            c.model.shortcut = "block_conv"
     if arg.runlocal:
         config_lib.runlocal(
             c, epochs=EPOCHS, width=0.25 if c.model_name != "resnet20_cifar" else 1.0

@@ -74,7 +74,7 @@ def test_paper_settings():
         5e-4,
         123,
     )
-    assert c.model.shortcut == "binary_conv" and c.quant.kernel == "siman"
+    assert c.model.shortcut == "block_conv" and c.quant.kernel == "siman"
     c = simaN.get_config("imagenet")
     assert (c.num_epochs, c.batch_size, c.warmup_epochs, c.weight_decay) == (150, 512, 0, 1e-4)
     recu = load(EXPERIMENTS[[p.stem for p in EXPERIMENTS].index("recu_r18")])

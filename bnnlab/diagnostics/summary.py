@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from bnnlab import quant
-from bnnlab.layers import quantized
+from bnnlab.layers import adder, quantized
 
 PJ_FLOAT_MAC = 3.7 + 0.9  # fp32 multiply + add
 PJ_INT8_MAC = 0.2 + 0.03  # int8 multiply + add (k-bit weights/activations, 2 ≤ k ≤ 8)
@@ -133,7 +133,7 @@ def summary(model, input_shape, *, print_fn=print, **call_kwargs) -> Summary:
         out = next_fun(*args, **kwargs)
         module = context.module
         if context.method_name != "__call__" or not isinstance(
-            module, (quantized.QuantConv, quantized.QuantDense, nn.Conv, nn.Dense)
+            module, (quantized.QuantConv, quantized.QuantDense, nn.Conv, nn.Dense, adder.AdderConv)
         ):
             return out
         path = "/".join(module.path)
@@ -147,7 +147,7 @@ def summary(model, input_shape, *, print_fn=print, **call_kwargs) -> Summary:
         params = module.variables.get("params", {})
         kernel = params["kernel"]
         n_params = sum(x.size for x in jax.tree.leaves(params))
-        if isinstance(module, (quantized.QuantConv, nn.Conv)):
+        if isinstance(module, (quantized.QuantConv, nn.Conv, adder.AdderConv)):
             macs = math.prod(out.shape[1:]) * math.prod(kernel.shape[:-1])
         else:
             macs = math.prod(out.shape[1:]) * kernel.shape[0]
@@ -162,7 +162,8 @@ def summary(model, input_shape, *, print_fn=print, **call_kwargs) -> Summary:
                 quantized_params=kernel.size if w_bits < 32 else 0,
                 macs=macs,
                 binary_ops=macs if w_bits == 1 and a_bits == 1 else 0,
-                adds=0,
+                # An adder "MAC" is a subtraction and an accumulation: two additions.
+                adds=2 * macs if isinstance(module, adder.AdderConv) else 0,
             )
         )
         return out

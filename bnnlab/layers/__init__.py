@@ -2,10 +2,12 @@
 
 from bnnlab.layers import inventory
 from bnnlab.layers.activations import PReLU, RPReLU, RSign, hardtanh
+from bnnlab.layers.adder import AdderConv
 from bnnlab.layers.inventory import QuantizedLayer
 from bnnlab.layers.quantized import QuantConv, QuantDense
 
 __all__ = [
+    "AdderConv",
     "PReLU",
     "QuantConv",
     "QuantDense",

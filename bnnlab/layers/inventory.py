@@ -17,7 +17,7 @@ import jax
 from flax import traverse_util
 
 from bnnlab import quant
-from bnnlab.layers import quantized
+from bnnlab.layers import adder, quantized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,21 @@ def find(model: Any, *args, rngs=None, method=None, **kwargs) -> dict[str, Quant
     with nn.intercept_methods(record):
         jax.eval_shape(lambda: model.init(rngs, *args, method=method, **kwargs))
     return found
+
+
+def adder_layers(model: Any, *args, rngs=None, method=None, **kwargs) -> list[str]:
+    """'/'-joined module paths of the AdderNet layers ``model`` calls on ``args``."""
+    found: list[str] = []
+
+    def record(next_fun, call_args, call_kwargs, context):
+        if isinstance(context.module, adder.AdderConv) and context.method_name == "__call__":
+            found.append("/".join(context.module.path))
+        return next_fun(*call_args, **call_kwargs)
+
+    rngs = jax.random.key(0) if rngs is None else rngs
+    with nn.intercept_methods(record):
+        jax.eval_shape(lambda: model.init(rngs, *args, method=method, **kwargs))
+    return sorted(set(found))
 
 
 def _lookup(flat: dict, key: tuple[str, ...]) -> Any:

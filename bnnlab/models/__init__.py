@@ -17,7 +17,7 @@ from bnnlab.models.blocks import FLOAT, QuantSpec
 REGISTRY = registry.Registry("model")
 
 _CIFAR_R18 = dict(stage_sizes=(2, 2, 2, 2), stage_features=(64, 128, 256, 512))
-_IMAGENET = dict(stage_features=(64, 128, 256, 512), bireal=True, imagenet=True)
+_IMAGENET = dict(stage_features=(64, 128, 256, 512), block="bireal", imagenet=True)
 
 # name → (constructor, architecture defaults). Paper-specific choices (shortcut, activation,
 # BN γ init) are defaults the recipes override.
@@ -30,7 +30,7 @@ _MODELS = {
         dict(
             stage_sizes=(6, 6, 6),
             stage_features=(16, 32, 64),
-            bireal=True,
+            block="bireal",
             stem_act="hardtanh",
             shortcut="avgpool_pad",
         ),
@@ -71,10 +71,39 @@ _MODELS = {
             head_bn=False,
         ),
     ),
+    # AdderNet's CIFAR ResNet-20: standard blocks, 1×1 downsample of the block's kind (adder),
+    # ReLU, a bias-free classifier followed by BatchNorm on the logits.
+    "resnet20": (
+        resnet.ResNet,
+        dict(
+            stage_sizes=(3, 3, 3),
+            stage_features=(16, 32, 64),
+            act="relu",
+            stem_act="relu",
+            shortcut="block_conv",
+            head_bn=False,
+            logits_bn=True,
+            fc_bias=False,
+        ),
+    ),
+    # He et al.'s ResNet-50 (bottlenecks); AdderNet's ImageNet model with quant=adder.
+    "resnet50": (
+        resnet.ResNet,
+        dict(
+            stage_sizes=(3, 4, 6, 3),
+            stage_features=(64, 128, 256, 512),
+            block="bottleneck",
+            imagenet=True,
+            act="relu",
+            stem_act="relu",
+            shortcut="block_conv",
+            head_bn=False,
+        ),
+    ),
     # Two stages of one Bi-Real unit each: for tests and smoke runs.
     "resnet_tiny": (
         resnet.ResNet,
-        dict(stage_sizes=(1, 1), stage_features=(16, 32), bireal=True, stem_act="hardtanh"),
+        dict(stage_sizes=(1, 1), stage_features=(16, 32), block="bireal", stem_act="hardtanh"),
     ),
 }
 

@@ -17,31 +17,39 @@ import jax.numpy as jnp
 from flax.linen import initializers
 
 from bnnlab import quant
-from bnnlab.layers import activations, quantized
+from bnnlab.layers import activations, adder, quantized
 
 ACTIVATIONS = ("hardtanh", "relu", "prelu", "rprelu", "identity")
-SHORTCUTS = ("avgpool_pad", "subsample_pad", "binary_conv", "fp_conv", "avgpool_fp_conv")
+SHORTCUTS = ("avgpool_pad", "subsample_pad", "block_conv", "fp_conv", "avgpool_fp_conv")
 
 
 @dataclasses.dataclass(frozen=True)
 class QuantSpec:
-    """How the binary convs of a model quantize: kernel and input quantizers, the learnable
-    per-channel scale, and the padding value. All None means a float model."""
+    """What a model's inner convs compute: quantizers for kernel and inputs, the learnable
+    per-channel scale and the padding value; or, with ``adder=True``, AdderNet's L1 layers.
+    All defaults mean a float model (the first conv and the classifier are always float)."""
 
     kernel: quant.Quantizer | str | None = None
     inputs: quant.Quantizer | str | None = None
     scale: str | None = None
     pad_value: float = 0.0
+    adder: bool = False
 
     def __post_init__(self):
         # Resolve names now, so an unknown quantizer fails when the model is configured.
         object.__setattr__(self, "kernel", quant.resolve(self.kernel))
         object.__setattr__(self, "inputs", quant.resolve(self.inputs))
         quantized.check_pad_value(self.pad_value)
+        if self.adder and (self.kernel or self.inputs or self.scale):
+            raise ValueError(
+                "adder=True replaces the convolution by AdderNet's L1 layer; it takes no "
+                f"quantizers or scale (got kernel={self.kernel}, inputs={self.inputs}, "
+                f"scale={self.scale})."
+            )
 
     @property
     def is_float(self) -> bool:
-        return self.kernel is None and self.inputs is None
+        return self.kernel is None and self.inputs is None and not self.adder
 
 
 FLOAT = QuantSpec()
@@ -53,8 +61,17 @@ def channels(features: int, width: float) -> int:
 
 
 def conv(spec: QuantSpec, features: int, kernel: int, strides: int = 1, name: str | None = None):
-    """A k×k conv without bias, padded by k // 2 on each side (PyTorch's ``padding=k//2``)."""
+    """A k×k conv without bias, padded by k // 2 on each side (PyTorch's ``padding=k//2``);
+    an AdderNet layer when ``spec.adder``."""
     pad = kernel // 2
+    if spec.adder:
+        return adder.AdderConv(
+            features,
+            (kernel, kernel),
+            strides=strides,
+            padding=((pad, pad), (pad, pad)),
+            name=name,
+        )
     return quantized.QuantConv(
         features,
         (kernel, kernel),
@@ -69,9 +86,13 @@ def conv(spec: QuantSpec, features: int, kernel: int, strides: int = 1, name: st
     )
 
 
-def batch_norm(train: bool, gamma_init: float = 1.0, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(
+    train: bool, gamma_init: float = 1.0, name: str | None = None, frozen: bool = False
+) -> nn.BatchNorm:
+    """BatchNorm; ``frozen`` uses (and keeps) the running statistics even in training, the
+    usual practice when fine-tuning a CNN backbone (which AdderNet backbones should avoid)."""
     return nn.BatchNorm(
-        use_running_average=not train,
+        use_running_average=frozen or not train,
         momentum=0.9,
         epsilon=1e-5,
         scale_init=initializers.constant(gamma_init),
@@ -118,7 +139,8 @@ class Shortcut(nn.Module):
 
     ``avgpool_pad``: AvgPool 2×2 + zero channels (ReCU's parameter-free CIFAR downsample);
     ``subsample_pad``: x[:, ::2, ::2] + zero channels (option A, SiMaN's ResNet-20);
-    ``binary_conv``: binary 1×1 stride-s conv + BN (SiMaN's CIFAR ResNet-18);
+    ``block_conv``: a 1×1 stride-s conv of the block's own kind + BN (binary in SiMaN's CIFAR
+    ResNet-18, adder in AdderNet);
     ``fp_conv``: float 1×1 stride-s conv + BN (ReCU/SiMaN ImageNet);
     ``avgpool_fp_conv``: AvgPool 2×2 + float 1×1 conv + BN (Bi-Real, ReActNet).
     """
@@ -128,6 +150,7 @@ class Shortcut(nn.Module):
     strides: int
     spec: QuantSpec = FLOAT
     gamma_init: float = 1.0
+    frozen_bn: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
@@ -138,9 +161,9 @@ class Shortcut(nn.Module):
             if self.strides != 1:
                 x = avg_pool2(x) if self.kind == "avgpool_pad" else x[:, ::2, ::2]
             return pad_channels(x, self.features)
-        spec = self.spec if self.kind == "binary_conv" else FLOAT
+        spec = self.spec if self.kind == "block_conv" else FLOAT
         strides = self.strides
         if self.kind == "avgpool_fp_conv" and self.strides != 1:
             x, strides = avg_pool2(x), 1
         x = conv(spec, self.features, 1, strides, name="conv")(x, train=train, progress=progress)
-        return batch_norm(train, self.gamma_init, name="bn")(x)
+        return batch_norm(train, self.gamma_init, name="bn", frozen=self.frozen_bn)(x)

@@ -1,15 +1,17 @@
-"""ResNets of the BNN papers: the standard-block CIFAR ResNet-18 and the Bi-Real family
-(a shortcut around every binary conv): CIFAR ResNet-20, ImageNet ResNet-18/34 and ReActNet's
-ResNet-18.
+"""ResNets of the BNN and AdderNet papers: standard blocks (CIFAR ResNet-18/20, He et al.'s
+ResNet-18), bottlenecks (ResNet-50), and the Bi-Real family with a shortcut around every binary
+conv (CIFAR ResNet-20, ImageNet ResNet-18/34, ReActNet's ResNet-18).
 
 References:
   He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", CVPR 2016.
   Liu et al. "Bi-Real Net", ECCV 2018, arXiv 1808.00278.
   Liu et al. "ReActNet", ECCV 2020, arXiv 2003.03488.
+  Chen et al. "AdderNet", CVPR 2020, arXiv 1912.13200.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -17,6 +19,8 @@ import flax.linen as nn
 from bnnlab.layers import activations
 from bnnlab.models import blocks
 from bnnlab.models.blocks import FLOAT, QuantSpec
+
+BLOCKS = ("basic", "bireal", "bottleneck")
 
 
 class Stem(nn.Module):
@@ -27,12 +31,13 @@ class Stem(nn.Module):
     imagenet: bool
     act: str | None
     gamma_init: float = 1.0
+    frozen_bn: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool):
         kernel, strides = (7, 2) if self.imagenet else (3, 1)
         x = blocks.conv(FLOAT, self.features, kernel, strides, name="conv")(x, train=train)
-        x = blocks.batch_norm(train, self.gamma_init, name="bn")(x)
+        x = blocks.batch_norm(train, self.gamma_init, name="bn", frozen=self.frozen_bn)(x)
         if self.act is not None:
             x = blocks.Activation(self.act, name="act")(x)
         if self.imagenet:
@@ -41,21 +46,28 @@ class Stem(nn.Module):
 
 
 class Head(nn.Module):
-    """Global average pool, optional BatchNorm1d, full-precision classifier."""
+    """Global average pool, optional BatchNorm1d, full-precision classifier, and optionally
+    BatchNorm on the logits (AdderNet's head)."""
 
     num_classes: int
     batch_norm: bool
+    logits_bn: bool = False
+    fc_bias: bool = True
+    frozen_bn: bool = False
 
     @nn.compact
     def __call__(self, x, train: bool):
         x = x.mean(axis=(1, 2))
         if self.batch_norm:
-            x = blocks.batch_norm(train, name="bn")(x)
-        return nn.Dense(self.num_classes, name="fc")(x)
+            x = blocks.batch_norm(train, name="bn", frozen=self.frozen_bn)(x)
+        x = nn.Dense(self.num_classes, use_bias=self.fc_bias, name="fc")(x)
+        if self.logits_bn:
+            x = blocks.batch_norm(train, name="logits_bn", frozen=self.frozen_bn)(x)
+        return x
 
 
-class BasicBlock(nn.Module):
-    """Standard block, one shortcut per two convs: act(BN(conv2(act(BN(conv1 x)))) + sc(x))."""
+class _Block(nn.Module):
+    """Fields shared by the residual blocks."""
 
     features: int
     strides: int
@@ -63,75 +75,98 @@ class BasicBlock(nn.Module):
     act: str
     shortcut: str
     gamma_init: float = 1.0
+    frozen_bn: bool = False
+
+    def norm(self, train, name):
+        return blocks.batch_norm(train, self.gamma_init, name=name, frozen=self.frozen_bn)
+
+    def skip(self, x, features, train, progress):
+        return blocks.Shortcut(
+            self.shortcut,
+            features,
+            self.strides,
+            self.spec,
+            self.gamma_init,
+            self.frozen_bn,
+            name="shortcut",
+        )(x, train=train, progress=progress)
+
+
+class BasicBlock(_Block):
+    """Standard block, one shortcut per two convs: act(BN(conv2(act(BN(conv1 x)))) + sc(x))."""
 
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
         kw = dict(train=train, progress=progress)
         y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv1")(x, **kw)
-        y = blocks.batch_norm(train, self.gamma_init, name="bn1")(y)
-        y = blocks.Activation(self.act, name="act1")(y)
+        y = blocks.Activation(self.act, name="act1")(self.norm(train, "bn1")(y))
         y = blocks.conv(self.spec, self.features, 3, 1, name="conv2")(y, **kw)
-        y = blocks.batch_norm(train, self.gamma_init, name="bn2")(y)
-        x = blocks.Shortcut(
-            self.shortcut,
-            self.features,
-            self.strides,
-            self.spec,
-            self.gamma_init,
-            name="shortcut",
-        )(x, **kw)
-        return blocks.Activation(self.act, name="act2")(y + x)
+        y = self.norm(train, "bn2")(y)
+        return blocks.Activation(self.act, name="act2")(
+            y + self.skip(x, self.features, train, progress)
+        )
 
 
-class BiRealUnit(nn.Module):
-    """One binary conv with its own shortcut: act(BN(conv(rsign(x))) + sc(x))."""
-
-    features: int
-    strides: int
-    spec: QuantSpec
-    act: str
-    shortcut: str
-    rsign: bool = False
-    gamma_init: float = 1.0
+class Bottleneck(_Block):
+    """ResNet-50 block: 1×1 → 3×3 (stride) → 1×1 (4× width), BN after each, then the add."""
 
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
         kw = dict(train=train, progress=progress)
+        y = blocks.conv(self.spec, self.features, 1, 1, name="conv1")(x, **kw)
+        y = blocks.Activation(self.act, name="act1")(self.norm(train, "bn1")(y))
+        y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv2")(y, **kw)
+        y = blocks.Activation(self.act, name="act2")(self.norm(train, "bn2")(y))
+        y = blocks.conv(self.spec, 4 * self.features, 1, 1, name="conv3")(y, **kw)
+        y = self.norm(train, "bn3")(y)
+        return blocks.Activation(self.act, name="act3")(
+            y + self.skip(x, 4 * self.features, train, progress)
+        )
+
+
+class BiRealUnit(_Block):
+    """One binary conv with its own shortcut: act(BN(conv(rsign(x))) + sc(x))."""
+
+    rsign: bool = False
+
+    @nn.compact
+    def __call__(self, x, train: bool, progress=None):
         y = activations.RSign(name="rsign")(x) if self.rsign else x
-        y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv")(y, **kw)
-        y = blocks.batch_norm(train, self.gamma_init, name="bn")(y)
-        x = blocks.Shortcut(
-            self.shortcut,
-            self.features,
-            self.strides,
-            self.spec,
-            self.gamma_init,
-            name="shortcut",
-        )(x, **kw)
-        return blocks.Activation(self.act, name="act")(y + x)
+        y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv")(
+            y, train=train, progress=progress
+        )
+        y = self.norm(train, "bn")(y)
+        return blocks.Activation(self.act, name="act")(
+            y + self.skip(x, self.features, train, progress)
+        )
 
 
 class ResNet(nn.Module):
-    """A ResNet for BNN experiments; every architectural choice of the papers is a field.
+    """A ResNet for BNN/AdderNet experiments; every architectural choice of the papers is a field.
 
     Attributes:
-      stage_sizes: blocks per stage (standard) or binary units per stage (Bi-Real).
-      stage_features: channels per stage before the width multiplier.
-      bireal: one shortcut per binary conv (Bi-Real) instead of per two convs.
+      stage_sizes: blocks (or Bi-Real units) per stage.
+      stage_features: channels per stage before the width multiplier (×4 out of bottlenecks).
+      block: "basic" (two convs per shortcut), "bireal" (one shortcut per binary conv) or
+        "bottleneck" (ResNet-50).
       imagenet: 7×7/2 stem with max-pool (else a 3×3/1 CIFAR stem).
-      quant: how binary convs quantize (``FLOAT`` gives the float baseline).
-      act, stem_act: nonlinearity after each unit/block and after the stem (None: none).
+      quant: what the inner convs compute (``FLOAT``: the float baseline; binary quantizers;
+        or ``adder=True`` for AdderNet).
+      act, stem_act: nonlinearity after each block/unit and after the stem (None: none).
       shortcut: downsample shortcut kind (``blocks.SHORTCUTS``).
       rsign: ReActNet's learnable-threshold sign before every binary conv.
-      head_bn: BatchNorm1d before the classifier.
-      bn_gamma_init: initial BatchNorm γ of stem and units (1e-8 in ReCU/SiMaN ImageNet code).
+      head_bn, logits_bn, fc_bias: BatchNorm1d before the classifier, BatchNorm on the logits
+        (AdderNet), classifier bias.
+      bn_gamma_init: initial BatchNorm γ of stem and blocks (1e-8 in ReCU/SiMaN ImageNet code).
+      frozen_bn: keep every BatchNorm at its running statistics, also in training (fine-tuning
+        a CNN backbone; the AdderNet detection paper keeps them updating for adder backbones).
       width: channel multiplier for small runs.
     """
 
     stage_sizes: Sequence[int]
     stage_features: Sequence[int]
     num_classes: int = 10
-    bireal: bool = False
+    block: str = "basic"
     imagenet: bool = False
     quant: QuantSpec = FLOAT
     act: str = "hardtanh"
@@ -139,41 +174,50 @@ class ResNet(nn.Module):
     shortcut: str = "avgpool_pad"
     rsign: bool = False
     head_bn: bool = True
+    logits_bn: bool = False
+    fc_bias: bool = True
     bn_gamma_init: float = 1.0
+    frozen_bn: bool = False
     width: float = 1.0
 
     @nn.compact
     def __call__(self, x, train: bool = False, progress=None):
         blocks.check_choice("activation", self.act, blocks.ACTIVATIONS)
         blocks.check_choice("shortcut", self.shortcut, blocks.SHORTCUTS)
+        blocks.check_choice("block", self.block, BLOCKS)
         features = [blocks.channels(f, self.width) for f in self.stage_features]
-        x = Stem(features[0], self.imagenet, self.stem_act, self.bn_gamma_init, name="stem")(
-            x, train
-        )
+        x = Stem(
+            features[0],
+            self.imagenet,
+            self.stem_act,
+            self.bn_gamma_init,
+            self.frozen_bn,
+            name="stem",
+        )(x, train)
+        make = {
+            "basic": BasicBlock,
+            "bottleneck": Bottleneck,
+            "bireal": functools.partial(BiRealUnit, rsign=self.rsign),
+        }[self.block]
+        kind = "unit" if self.block == "bireal" else "block"
         for i, (size, f) in enumerate(zip(self.stage_sizes, features, strict=True)):
             for j in range(size):
                 strides = 2 if i > 0 and j == 0 else 1
-                name = f"stage{i + 1}_{'unit' if self.bireal else 'block'}{j + 1}"
-                if self.bireal:
-                    layer = BiRealUnit(
-                        f,
-                        strides,
-                        self.quant,
-                        self.act,
-                        self.shortcut,
-                        self.rsign,
-                        self.bn_gamma_init,
-                        name=name,
-                    )
-                else:
-                    layer = BasicBlock(
-                        f,
-                        strides,
-                        self.quant,
-                        self.act,
-                        self.shortcut,
-                        self.bn_gamma_init,
-                        name=name,
-                    )
-                x = layer(x, train=train, progress=progress)
-        return Head(self.num_classes, self.head_bn, name="head")(x, train)
+                x = make(
+                    f,
+                    strides,
+                    self.quant,
+                    self.act,
+                    self.shortcut,
+                    self.bn_gamma_init,
+                    self.frozen_bn,
+                    name=f"stage{i + 1}_{kind}{j + 1}",
+                )(x, train=train, progress=progress)
+        return Head(
+            self.num_classes,
+            self.head_bn,
+            self.logits_bn,
+            self.fc_bias,
+            self.frozen_bn,
+            name="head",
+        )(x, train)

@@ -95,9 +95,12 @@ def build(config, devices=None) -> Experiment:
     model = workdir_lib.build_model(config, meta.num_classes)
     example = jnp.zeros((2, *loader.batch(0)["image"].shape[1:]), jnp.float32)
     layers = inventory.find(model, example, train=True)
+    adder_paths = inventory.adder_layers(model, example, train=True)
     rng = jax.random.key(config.seed)
     abstract_params = jax.eval_shape(lambda: model.init(rng, example, train=True))["params"]
-    tx, lr_fn, _ = optim.create(config, abstract_params, layers, steps_per_epoch, total_steps)
+    tx, lr_fn, _ = optim.create(
+        config, abstract_params, layers, steps_per_epoch, total_steps, adder_paths
+    )
     diagnose = config.diagnostics_every_steps > 0 and bool(tracking.binary_layers(layers))
     track_layers = layers if diagnose else None
     abstract_state = jax.eval_shape(
@@ -194,9 +197,34 @@ def _restore_or_init(exp: Experiment, ckpts: checkpoint.Checkpoints):
         exp.state_sharding,
     )
     restored, step = ckpts.restore_latest(serialization.to_state_dict(target))
-    if restored is None:
-        return exp.init_state(), 0
-    return serialization.from_state_dict(exp.abstract_state, restored), step
+    if restored is not None:
+        return serialization.from_state_dict(exp.abstract_state, restored), step
+    state = exp.init_state()
+    if exp.config.init_from:
+        state = _warm_start(exp, state, exp.config.init_from)
+    return state, 0
+
+
+def _warm_start(exp: Experiment, state, source: str):
+    """Fresh state with the params and statistics of a trained workdir (fine-tuning)."""
+    _, variables, _, step = workdir_lib.load(source)
+    new = {}
+    for collection in ("params", "batch_stats", "quant_state"):
+        current = getattr(state, collection)
+        loaded = variables.get(collection, {})
+        want = jax.tree.map(lambda a: (a.shape, str(a.dtype)), current)
+        got = jax.tree.map(lambda a: (a.shape, str(a.dtype)), loaded)
+        if want != got:
+            raise ValueError(
+                f"config.init_from = {source!r}: its {collection} do not match this model "
+                f"(model_name/model/quant must describe the same architecture)."
+            )
+        new[collection] = jax.device_put(loaded, jax.tree.map(lambda a: a.sharding, current))
+    logging.info("Initialised from %s (step %d)", source, step)
+    diag = state.diag
+    if diag:
+        diag = tracking.init_tracking(new["params"], exp.track_layers)
+    return state.replace(**new, diag=diag)
 
 
 def _progress_bar(config, primary: bool, total: int, initial: int):

@@ -68,17 +68,69 @@ def weight_decay_tree(params, config, layers: dict[str, inventory.QuantizedLayer
     return traverse_util.unflatten_dict(decay)
 
 
-def create(config, params, layers, steps_per_epoch: int, total_steps: int):
+def scale_adder_gradients(eta: float = 0.2) -> optax.GradientTransformation:
+    r"""AdderNet's adaptive learning-rate scaling: g ← g·η·√k / ‖g‖₂ per parameter.
+
+    Applied to each adder layer's kernel gradient (k = its number of elements), the result has
+    ℓ2 norm exactly η·√k before weight decay and momentum (the reference folds this into the
+    backward pass with η = 0.2); an exactly-zero gradient stays 0.
+
+    References:
+      Chen et al. "AdderNet", CVPR 2020, arXiv 1912.13200, §3.3.
+    """
+
+    def update(updates, state, params=None):
+        del params  # Unused.
+
+        def scale(g):
+            return g * (eta * jnp.sqrt(float(g.size)) / jnp.maximum(jnp.linalg.norm(g), 1e-12))
+
+        return jax.tree.map(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def adder_mask(params, adder_paths):
+    """True for the kernels of the given adder layers."""
+    flat = traverse_util.flatten_dict(params, sep="/")
+    kernels = {f"{p}/kernel" for p in adder_paths}
+    return traverse_util.unflatten_dict({k: k in kernels for k in flat}, sep="/")
+
+
+def freeze_mask(params, pattern: str):
+    """True for parameters whose '/'-joined path fully matches ``pattern``."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"config.freeze = {pattern!r} is not a regex: {e}.") from e
+    flat = traverse_util.flatten_dict(params, sep="/")
+    mask = {k: bool(regex.fullmatch(k)) for k in flat}
+    if not any(mask.values()):
+        raise ValueError(
+            f"config.freeze = {pattern!r} matches no parameter; paths look like {sorted(flat)[:3]}."
+        )
+    return traverse_util.unflatten_dict(mask, sep="/")
+
+
+def create(config, params, layers, steps_per_epoch: int, total_steps: int, adder_paths=()):
     """(optax transform, lr schedule, per-parameter decay tree)."""
     lr = learning_rate_fn(config, steps_per_epoch, total_steps)
     decay = weight_decay_tree(params, config, layers)
     parts = []
     if config.grad_clip_norm:
         parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+    if adder_paths and config.adder_eta > 0:
+        parts.append(
+            optax.masked(scale_adder_gradients(config.adder_eta), adder_mask(params, adder_paths))
+        )
+
     # Coupled L2 as torch.optim's weight_decay: added to the gradient before momentum/Adam.
     for value in sorted({v for v in jax.tree.leaves(decay) if v > 0}):
         mask = jax.tree.map(lambda v, value=value: v == value, decay)
         parts.append(optax.add_decayed_weights(value, mask=mask))
+    if config.freeze:
+        # After the decay, so frozen parameters do not move at all.
+        parts.append(optax.masked(optax.set_to_zero(), freeze_mask(params, config.freeze)))
     if config.optimizer == "sgd":
         parts.append(optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov))
     else:

@@ -23,6 +23,7 @@ def build_model(config, num_classes: int):
         inputs=config.quant.inputs,
         scale=config.quant.scale,
         pad_value=config.quant.pad_value,
+        adder=config.quant.get("adder", False),
     )
     return models.get(
         config.model_name, num_classes=num_classes, quant=quant, **config.model.to_dict()

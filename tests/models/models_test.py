@@ -46,7 +46,7 @@ def test_cifar_resnet18_recu_hand_count():
 def test_cifar_resnet18_simaN_adds_binary_downsample():
     # Three binarised 1×1 stride-2 shortcut convs (64→128, 128→256, 256→512) with BN and α.
     extra = sum(cin * cout + 3 * cout for cin, cout in ((64, 128), (128, 256), (256, 512)))
-    model = models.get("resnet18_cifar", quant=SIMAN, shortcut="binary_conv")
+    model = models.get("resnet18_cifar", quant=SIMAN, shortcut="block_conv")
     assert count(model, 32) == 11_005_002 + extra == 11_179_722  # ≈ 11.2 M
 
 

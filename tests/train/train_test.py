@@ -236,3 +236,31 @@ def test_distillation_loss_is_soft_cross_entropy():
     p = np.exp(t) / np.exp(t).sum()
     expected = -(p * (s - np.log(np.exp(s).sum()))).sum()
     np.testing.assert_allclose(steps.distillation_loss(s, t), expected, rtol=1e-6)
+
+
+def test_fine_tune_from_a_workdir_with_frozen_stem_and_bn(tmp_path):
+    train.train_and_evaluate(smoke_config("float"), tmp_path / "base")
+    base, _, _ = final_params(tmp_path / "base")
+    base_stats = checkpoint.Checkpoints(tmp_path / "base", 3).restore_raw()[0]["batch_stats"]
+    config = smoke_config(
+        "float", init_from=str(tmp_path / "base"), freeze="stem/.*", total_steps=8
+    )
+    config.model.frozen_bn = True
+    train.train_and_evaluate(config, tmp_path / "tuned")
+    tuned, _, _ = final_params(tmp_path / "tuned")
+    tuned_stats = checkpoint.Checkpoints(tmp_path / "tuned", 3).restore_raw()[0]["batch_stats"]
+    jax.tree.map(np.testing.assert_array_equal, tuned["stem"], base["stem"])
+    assert not np.array_equal(tuned["head"]["fc"]["kernel"], base["head"]["fc"]["kernel"])
+    jax.tree.map(np.testing.assert_array_equal, tuned_stats, base_stats)
+    # Without frozen_bn the statistics keep updating (AdderNet detectors want exactly that).
+    config.model.frozen_bn = False
+    train.train_and_evaluate(config, tmp_path / "updating")
+    updated = checkpoint.Checkpoints(tmp_path / "updating", 3).restore_raw()[0]["batch_stats"]
+    assert not np.array_equal(updated["stem"]["bn"]["mean"], base_stats["stem"]["bn"]["mean"])
+    with pytest.raises(ValueError, match="matches no parameter"):
+        train.train_and_evaluate(smoke_config("float", freeze="backbone/.*"), tmp_path / "x")
+    with pytest.raises(ValueError, match="do not match this model"):
+        train.train_and_evaluate(
+            smoke_config(init_from=str(tmp_path / "base"), model_name="resnet20_cifar"),
+            tmp_path / "y",
+        )
