@@ -13,6 +13,7 @@ import ml_collections as mlc
 from ml_collections import config_dict
 
 OPTIMIZERS = ("sgd", "adam")
+TRAINERS = ("supervised", "reconfig")
 SCHEDULES = ("cosine", "linear", "constant", "piecewise")
 SCHEDULE_UNITS = ("epoch", "step")
 
@@ -71,6 +72,13 @@ def base() -> mlc.ConfigDict:
     c.freeze = ""
     c.teacher_workdir = config_dict.placeholder(str)  # distil from a trained bnnlab workdir
     c.distill_weight = 1.0  # loss = w·KD + (1 − w)·CE when a teacher is set
+
+    # Trainer: "supervised" (bnnlab.train) or "reconfig" (round-robin multi-task training of a
+    # reconfigurable BNN, bnnlab.reconfig; its keys are run-time inputs, never config).
+    c.trainer = "supervised"
+    c.reconfig = mlc.ConfigDict()
+    c.reconfig.tasks = ()  # "dataset[:transform]" per task; ids are task0, task1, …
+    c.reconfig.demo_keys = False  # public demo keys when none are given (for :runlocal only)
 
     # Devices.
     c.mesh = (("data", -1),)  # named axes; -1 = the remaining devices
@@ -217,6 +225,9 @@ def validate(c: mlc.ConfigDict) -> None:
     if bad:
         raise ValueError(f"Unknown config key(s): {', '.join(bad)}.")
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check_choice("trainer", c.trainer, TRAINERS)
+    if c.trainer == "reconfig" and not c.reconfig.tasks:
+        raise ValueError("config.trainer = 'reconfig' needs config.reconfig.tasks.")
     _check_choice("schedule", c.schedule, SCHEDULES)
     _check_choice("schedule_unit", c.schedule_unit, SCHEDULE_UNITS)
     if c.log_every_steps < 1:

@@ -21,6 +21,10 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints and metrics (default: workdirs/<recipe>[_<arg>])."
 )
 _STOP_AT = flags.DEFINE_integer("stop_at", None, "Stop (and checkpoint) at this step.")
+# Keys of a reconfigurable model (config.trainer = "reconfig"): run-time inputs, never config.
+_USER_KEY = flags.DEFINE_string("user_key_file", None, "File with the user key.")
+_DEVICE_KEY = flags.DEFINE_string("device_key_file", None, "File with the 256-bit device key.")
+_DEVICE = flags.DEFINE_integer("simulated_device", None, "Seed of a simulated SRAM-PUF device.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -60,6 +64,16 @@ def main(argv):
         jax.devices(),
     )
     logging.info("workdir: %s", workdir)
+    if config.trainer == "reconfig":
+        from bnnlab.reconfig import keys, trainer
+
+        material = keys.load(
+            _USER_KEY.value, _DEVICE_KEY.value, _DEVICE.value, demo=config.reconfig.demo_keys
+        )
+        result = trainer.train_and_evaluate(config, workdir, material, stop_at=_STOP_AT.value)
+        for name, value in sorted(result.items()):
+            print(f"final eval {name}: {value:.4f}")
+        return
     result = train.train_and_evaluate(config, workdir, stop_at=_STOP_AT.value)
     if result:
         print(

@@ -16,8 +16,14 @@ FSDP_MIN_SIZE = 2**14  # smaller arrays stay replicated: sharding them costs mor
 
 
 def make_mesh(axes, devices=None) -> Mesh:
-    """A mesh from ``(("data", -1), ("fsdp", 2), ...)``; one -1 takes the remaining devices."""
+    """A mesh from ``(("data", -1), ("fsdp", 2), ...)``; one -1 takes the remaining devices.
+
+    Without -1, a mesh smaller than the machine uses its first devices (``(("data", 1),)`` is
+    one device).
+    """
     devices = np.asarray(jax.devices() if devices is None else devices)
+    if -1 not in [size for _, size in axes]:
+        devices = devices[: math.prod(size for _, size in axes)]
     names = [name for name, _ in axes]
     sizes = [size for _, size in axes]
     fixed = math.prod(s for s in sizes if s != -1)

@@ -74,7 +74,7 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_one_step_on_eight_devices_equals_one_device():
-    config = smoke_config()
+    config = smoke_config(mesh=(("data", -1),))
     exp8 = loop.build(config)
     exp1 = loop.build(smoke_config(mesh=(("data", 1),)), devices=jax.devices()[:1])
     assert exp8.mesh.shape["data"] == 8
@@ -131,7 +131,11 @@ def test_tfds_path_under_mock_data(tmp_path):
         (dict(model_name="resnet19"), ValueError, r"Unknown model 'resnet19'\. Available:"),
         (dict(dataset="cifar11"), ValueError, r"Unknown dataset 'cifar11'\. Available:"),
         (dict(dataset="cifar10"), data.DatasetNotFoundError, r"tfds build cifar10"),
-        (dict(batch_size=36), ValueError, r"batch_size = 36 must be divisible by the 8 devices"),
+        (
+            dict(batch_size=36, mesh=(("data", -1),)),
+            ValueError,
+            r"batch_size = 36 must be divisible by the 8 devices",
+        ),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path, overrides, error, match):
