@@ -1,0 +1,39 @@
+"""Bit-packed XNOR-popcount and AdderNet L1 kernels: Pallas (compiled on GPU/TPU, interpreted
+anywhere), plain XLA, and a pure-jnp reference per op.
+
+  bitpack  pack/unpack ±1 tensors in Larq Compute Engine's 32-bit layout; popcount, SWAR
+  xnor     xnor_matmul, xnor_conv2d (fused output transform, packed output), the
+           differentiable binary_conv2d / binary_dense (straight-through backward)
+  adder    adder_conv2d, the AdderNet layer's op with its gradients
+  backend  the ``backend="auto" | "pallas" | "interpret" | "xla"`` choice
+"""
+
+from bnnlab.kernels import adder, backend, bitpack, patches, xnor
+from bnnlab.kernels.bitpack import PackedBits, pack, unpack
+from bnnlab.kernels.xnor import (
+    OutputTransform,
+    PackedKernel,
+    binary_conv2d,
+    binary_dense,
+    pack_kernel,
+    xnor_conv2d,
+    xnor_matmul,
+)
+
+__all__ = [
+    "OutputTransform",
+    "PackedBits",
+    "PackedKernel",
+    "adder",
+    "backend",
+    "binary_conv2d",
+    "binary_dense",
+    "bitpack",
+    "pack",
+    "pack_kernel",
+    "patches",
+    "unpack",
+    "xnor",
+    "xnor_conv2d",
+    "xnor_matmul",
+]

@@ -1,0 +1,359 @@
+"""Bit-packed binary matmul and conv2d: dot = K − 2·popcount(a XOR w), with an optional fused
+output transform (per-channel multiplier and bias — a folded BatchNorm and scale — after an
+optional clamp) and optional bit-packed output.
+
+Layout (``bitpack``): LCE's 32-bit words, LSB first, bit 1 = −1, packed along the contraction
+axis (input channels of NHWC activations; the I axis of HWIO kernels, per tap). Convolutions
+pad with +1 by default (``pad_value=1``: free, a padded word is 0); ``pad_value=0`` (what the
+PyTorch reference code computes) subtracts the padded taps' contribution afterwards, a per-
+position, per-channel correction computed once from the kernel (LCE's zero-padding correction).
+
+Backends (``backend.BACKENDS``): the Pallas kernel (compiled on GPU/TPU, interpreted anywhere),
+plain XLA, and ``*_reference`` functions that unpack to ±1 floats — the independent check.
+
+The Pallas kernel accumulates over K words one word at a time into an int32 (block_m, block_n)
+tile, acc += popcount(a[:, w] ⊕ b[w, :]), so it needs no integer reduction (unsupported on
+Mosaic TPU) and keeps both operands K-major slices (spec/ecosystem.md A2). ``popcount="swar"``
+replaces the popcount instruction for backends without one (Mosaic GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+
+from bnnlab.kernels import backend as backend_lib
+from bnnlab.kernels import bitpack, patches
+from bnnlab.kernels.bitpack import PackedBits
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputTransform:
+    """y = clamp(dot, lo, hi)·multiplier + bias, per output channel (folded BN and scales)."""
+
+    multiplier: Array
+    bias: Array
+    clamp: tuple[float, float] | None = None
+
+
+jax.tree_util.register_dataclass(
+    OutputTransform, data_fields=["multiplier", "bias"], meta_fields=["clamp"]
+)
+
+
+def apply_transform(dot: Array, transform: OutputTransform | None) -> Array:
+    if transform is None:
+        return dot
+    y = dot.astype(jnp.float32)
+    if transform.clamp is not None:
+        y = jnp.clip(y, *transform.clamp)
+    return y * transform.multiplier + transform.bias
+
+
+# --------------------------------------------------------------------------- matmul kernels
+
+
+def _xnor_kernel(a_ref, bt_ref, *refs, k: int, words: int, count, transformed: bool, clamp):
+    if transformed:
+        m_ref, b_ref, o_ref = refs
+    else:
+        (o_ref,) = refs
+
+    def word(w, acc):
+        return acc + count(a_ref[:, pl.ds(w, 1)] ^ bt_ref[pl.ds(w, 1), :])
+
+    acc = lax.fori_loop(0, words, word, jnp.zeros(o_ref.shape, jnp.int32))
+    dot = k - 2 * acc
+    if transformed:
+        y = dot.astype(jnp.float32)
+        if clamp is not None:
+            y = jnp.clip(y, clamp[0], clamp[1])
+        o_ref[...] = y * m_ref[...] + b_ref[...]
+    else:
+        o_ref[...] = dot
+
+
+def _matmul_pallas(
+    a: Array,
+    b: Array,
+    k: int,
+    transform,
+    *,
+    block_m: int,
+    block_n: int,
+    interpret: bool,
+    popcount: str,
+) -> Array:
+    m, n = a.shape[0], b.shape[0]
+    words = backend_lib.next_power_of_2(a.shape[1])  # zero words add nothing
+    mp, np_ = backend_lib.round_up(m, block_m), backend_lib.round_up(n, block_n)
+    a = jnp.pad(a, [(0, mp - m), (0, words - a.shape[1])])
+    bt = jnp.pad(b, [(0, np_ - n), (0, words - b.shape[1])]).T  # K-major: a word is a row
+    count = bitpack.popcount if popcount == "native" else bitpack.popcount_swar
+    in_specs = [
+        pl.BlockSpec((block_m, words), lambda i, j: (i, 0)),
+        pl.BlockSpec((words, block_n), lambda i, j: (0, j)),
+    ]
+    args = [a, bt]
+    if transform is not None:
+        for v in (transform.multiplier, transform.bias):
+            args.append(jnp.pad(jnp.asarray(v, jnp.float32).reshape(1, n), [(0, 0), (0, np_ - n)]))
+            in_specs.append(pl.BlockSpec((1, block_n), lambda i, j: (0, j)))
+    out = pl.pallas_call(
+        functools.partial(
+            _xnor_kernel,
+            k=k,
+            words=words,
+            count=count,
+            transformed=transform is not None,
+            clamp=None if transform is None else transform.clamp,
+        ),
+        out_shape=jax.ShapeDtypeStruct((mp, np_), jnp.int32 if transform is None else jnp.float32),
+        grid=(mp // block_m, np_ // block_n),
+        in_specs=in_specs,
+        out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
+        interpret=interpret,
+    )(*args)
+    return out[:m, :n]
+
+
+def _matmul_xla(a: Array, b: Array, k: int) -> Array:
+    """Accumulates one word at a time: an (M, N) int32 plane, never (M, N, words)."""
+
+    def word(w, acc):
+        return acc + bitpack.popcount(a[:, w][:, None] ^ b[:, w][None, :])
+
+    acc = lax.fori_loop(
+        0, a.shape[1], word, jnp.zeros((a.shape[0], b.shape[0]), jnp.int32), unroll=4
+    )
+    return k - 2 * acc
+
+
+@functools.partial(
+    jax.jit, static_argnames=("backend", "block_m", "block_n", "popcount", "packed_output")
+)
+def xnor_matmul(
+    a: PackedBits,
+    b: PackedBits,
+    transform: OutputTransform | None = None,
+    *,
+    backend: str = "auto",
+    block_m: int = 32,
+    block_n: int = 128,
+    popcount: str = "native",
+    packed_output: bool = False,
+):
+    """(M, N) ±1 dot products of packed rows ``a`` (M, K) and ``b`` (N, K).
+
+    Returns int32 dots, the float transform of them, or (``packed_output``) the signs of the
+    transformed values packed along N (a per-channel threshold, written as bits).
+    """
+    if a.k != b.k:
+        raise ValueError(f"Packed operands have different K: {a.k} and {b.k}.")
+    kind = backend_lib.resolve(backend)
+    if kind == "xla":
+        out = apply_transform(_matmul_xla(a.words, b.words, a.k), transform)
+    else:
+        out = _matmul_pallas(
+            a.words,
+            b.words,
+            a.k,
+            transform,
+            block_m=block_m,
+            block_n=block_n,
+            interpret=kind == "interpret",
+            popcount=popcount,
+        )
+    return bitpack.pack(out) if packed_output else out
+
+
+def xnor_matmul_reference(a: PackedBits, b: PackedBits) -> Array:
+    """Unpack to ±1 and multiply: the independent reference."""
+    return jnp.dot(bitpack.unpack(a, jnp.int32), bitpack.unpack(b, jnp.int32).T)
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedKernel:
+    """An HWIO binary kernel packed per tap along I: ``words`` (O, k_h·k_w·ceil(I/32)),
+    ``tap_sums`` (k_h, k_w, 1, O) = Σ_i w (for the zero-padding correction)."""
+
+    words: Array
+    tap_sums: Array
+    shape: tuple[int, int, int, int]
+
+    @property
+    def k(self) -> int:
+        kh, kw, cin, _ = self.shape
+        return kh * kw * cin
+
+
+jax.tree_util.register_dataclass(
+    PackedKernel, data_fields=["words", "tap_sums"], meta_fields=["shape"]
+)
+
+
+def pack_kernel(w: Array) -> PackedKernel:
+    """Packs the signs of an HWIO kernel (sign(0) = +1)."""
+    kh, kw, cin, cout = w.shape
+    per_tap = bitpack.pack(jnp.transpose(w, (3, 0, 1, 2)))  # (O, kh, kw, I) packed along I
+    signs = jnp.where(w < 0, -1.0, 1.0)
+    return PackedKernel(
+        per_tap.words.reshape(cout, -1),
+        jnp.sum(signs, axis=2, keepdims=True),
+        (kh, kw, cin, cout),
+    )
+
+
+def _pad_correction(kernel: PackedKernel, in_spatial, strides, pads) -> Array:
+    """(H', W', O): Σ over padded taps of Σ_i w, what +1 padding adds at each position."""
+    outside = jnp.pad(
+        jnp.zeros((1, *in_spatial, 1), jnp.float32), [(0, 0), *pads, (0, 0)], constant_values=1.0
+    )
+    corr = lax.conv_general_dilated(
+        outside, kernel.tap_sums, strides, "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return corr[0].astype(jnp.int32)
+
+
+def xnor_conv2d(
+    x,
+    kernel,
+    transform: OutputTransform | None = None,
+    *,
+    strides=(1, 1),
+    padding="SAME",
+    pad_value: float = 1.0,
+    backend: str = "auto",
+    block_m: int = 32,
+    block_n: int = 128,
+    popcount: str = "native",
+    packed_output: bool = False,
+):
+    """Binary conv2d of NHWC activations and an HWIO kernel, both by their signs.
+
+    ``x``: float NHWC (binarised by sign, sign(0) = +1) or ``PackedBits`` packed along C.
+    ``kernel``: float HWIO or ``PackedKernel``. ``pad_value``: 1 (+1 padding, free) or 0 (zero
+    padding, as the PyTorch reference code; corrected after the popcount). Returns int32 dot
+    products (N, H', W', O), their ``transform``, or those signs packed along O.
+    """
+    if pad_value not in (0.0, 1.0):
+        raise ValueError(f"pad_value must be 0 or 1, got {pad_value!r}.")
+    kernel = kernel if isinstance(kernel, PackedKernel) else pack_kernel(kernel)
+    x = x if isinstance(x, PackedBits) else bitpack.pack(x)
+    kh, kw, cin, cout = kernel.shape
+    if x.k != cin:
+        raise ValueError(f"Input has {x.k} channels, the kernel expects {cin}.")
+    strides = tuple(strides)
+    pads = patches.explicit_padding(padding, x.words.shape[1:3], (kh, kw), strides)
+    cols = patches.patches(x.words, (kh, kw), strides, pads)  # padded words are 0 → +1
+    n, ho, wo, _ = cols.shape
+    rows = PackedBits(cols.reshape(n * ho * wo, -1), kernel.k)
+    correct = pad_value == 0.0 and any(p != (0, 0) for p in pads)
+    out = xnor_matmul(
+        rows,
+        PackedBits(kernel.words, kernel.k),
+        None if correct else transform,  # fused into the kernel unless a correction comes first
+        backend=backend,
+        block_m=block_m,
+        block_n=block_n,
+        popcount=popcount,
+    ).reshape(n, ho, wo, cout)
+    if correct:
+        out = out - _pad_correction(kernel, x.words.shape[1:3], strides, pads)
+        out = apply_transform(out, transform)
+    return bitpack.pack(out) if packed_output else out
+
+
+def xnor_conv2d_reference(
+    x: Array, w: Array, *, strides=(1, 1), padding="SAME", pad_value: float = 1.0
+) -> Array:
+    """Float convolution of the ±1 tensors with explicit padding: the independent reference."""
+    xb, wb = jnp.where(x < 0, -1.0, 1.0), jnp.where(w < 0, -1.0, 1.0)
+    pads = patches.explicit_padding(padding, x.shape[1:3], w.shape[:2], tuple(strides))
+    xb = jnp.pad(xb, [(0, 0), *pads, (0, 0)], constant_values=pad_value)
+    y = lax.conv_general_dilated(
+        xb,
+        wb,
+        tuple(strides),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST,
+    )
+    return jnp.round(y).astype(jnp.int32)
+
+
+# ------------------------------------------------------------- differentiable wrappers
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def binary_conv2d(
+    x: Array,
+    w: Array,
+    strides=(1, 1),
+    padding="SAME",
+    pad_value: float = 0.0,
+    backend: str = "auto",
+) -> Array:
+    """conv(sign(x), sign(w)) computed by the packed kernel, differentiable with the clipped
+    straight-through estimator of the float layer: ∂/∂x = (∂L/∂y ⋆ sign(w))·1{|x| ≤ 1},
+    ∂/∂w = (sign(x) ⋆ ∂L/∂y)·1{|w| ≤ 1}."""
+    return xnor_conv2d(
+        x, w, strides=strides, padding=padding, pad_value=pad_value, backend=backend
+    ).astype(x.dtype)
+
+
+def _float_ste_conv(x, w, strides, padding, pad_value):
+    from bnnlab.quant import sign as sign_lib  # kernels sit beside quant; no cycle
+
+    ste = sign_lib.SteSign()
+    pads = patches.explicit_padding(padding, x.shape[1:3], w.shape[:2], tuple(strides))
+    xb = jnp.pad(ste(x), [(0, 0), *pads, (0, 0)], constant_values=pad_value)
+    return lax.conv_general_dilated(
+        xb, ste(w), tuple(strides), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _binary_conv2d_fwd(x, w, strides, padding, pad_value, backend):
+    return binary_conv2d(x, w, strides, padding, pad_value, backend), (x, w)
+
+
+def _binary_conv2d_bwd(strides, padding, pad_value, backend, residuals, g):
+    del backend  # Unused: the backward is the float STE.
+    x, w = residuals
+    _, vjp = jax.vjp(lambda x, w: _float_ste_conv(x, w, strides, padding, pad_value), x, w)
+    return vjp(g)
+
+
+binary_conv2d.defvjp(_binary_conv2d_fwd, _binary_conv2d_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def binary_dense(x: Array, w: Array, backend: str = "auto") -> Array:
+    """sign(x) @ sign(w) (w is (in, out)) by the packed kernel, with the float STE backward."""
+    return xnor_matmul(bitpack.pack(x), bitpack.pack(w.T), backend=backend).astype(x.dtype)
+
+
+def _binary_dense_fwd(x, w, backend):
+    return binary_dense(x, w, backend), (x, w)
+
+
+def _binary_dense_bwd(backend, residuals, g):
+    del backend  # Unused.
+    from bnnlab.quant import sign as sign_lib
+
+    ste = sign_lib.SteSign()
+    _, vjp = jax.vjp(lambda x, w: ste(x) @ ste(w), *residuals)
+    return vjp(g)
+
+
+binary_dense.defvjp(_binary_dense_fwd, _binary_dense_bwd)
