@@ -50,6 +50,7 @@ def _row_blocks(fn: Callable, rows: Array, *aligned: Array) -> Array:
 
 def distance_xla(p: Array, f2d: Array) -> Array:
     """Y[r, o] = −Σ_k |P[r, k] − F[k, o]| for patches (R, K) and filters (K, C_out)."""
+    p, f2d = jnp.asarray(p), jnp.asarray(f2d)  # NumPy params can't be indexed by a loop counter
 
     def block(rows):
         pt = rows.T  # (K, rows): each tap's column is contiguous
@@ -107,7 +108,7 @@ def distance(p: Array, f2d: Array, backend: str = "xla") -> Array:
 
 def patch_grad(p: Array, f2d: Array, g: Array) -> Array:
     """∂L/∂P[r, k] = Σ_o G[r, o]·clip(F[k, o] − P[r, k], −1, 1)."""
-    ft = f2d.T
+    ft = jnp.asarray(f2d).T
 
     def block(rows, grads):
         gt = grads.T

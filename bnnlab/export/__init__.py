@@ -1,0 +1,117 @@
+"""Packed-inference export: a trained binary model → one ``.npz`` file that runs its binary
+convolutions with the bit-packed XNOR-popcount kernel.
+
+  report = export.export_workdir("workdirs/simaN_r18_runlocal", "simaN.npz")
+  packed = export.load("simaN.npz")          # no training config needed
+  logits = packed(images)                    # backend="auto" | "pallas" | "interpret" | "xla"
+
+Binary convs (1-bit kernel and input quantizers) are stored as packed bits with scales, bias
+and the following BatchNorm folded into a per-channel output transform (``export.fold``);
+everything else — first conv, classifier, float shortcuts, activations — is stored in float32
+and runs the model zoo's own code. ``python -m bnnlab.export --workdir=W`` exports a run and
+checks the packed predictions against the trained model on its test set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import numpy as np
+
+from bnnlab.export import archive, fold
+from bnnlab.export.runtime import PackedModel, build_model
+
+__all__ = ["ExportReport", "PackedModel", "build_model", "export", "export_workdir", "load"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    path: pathlib.Path
+    file_bytes: int
+    float32_param_bytes: int  # every trained parameter as float32
+    packed_layers: tuple[str, ...]
+    folded_batch_norms: tuple[str, ...]
+
+    @property
+    def compression(self) -> float:
+        return self.float32_param_bytes / self.file_bytes
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: {self.file_bytes / 1e6:.3f} MB packed vs "
+            f"{self.float32_param_bytes / 1e6:.3f} MB float32 parameters "
+            f"({self.compression:.1f}× smaller); {len(self.packed_layers)} binary convs packed, "
+            f"{len(self.folded_batch_norms)} BatchNorms folded"
+        )
+
+
+def _without(tree: dict, path: str) -> None:
+    *parents, leaf = path.split("/")
+    for key in parents:
+        tree = tree.get(key)
+        if not isinstance(tree, dict):
+            return
+    tree.pop(leaf, None)
+
+
+def export(model_ref: dict, variables: dict, input_shape, path) -> ExportReport:
+    """Exports ``variables`` of the zoo model ``model_ref`` = {name, num_classes, quant: {kernel,
+    inputs, scale, pad_value, adder}, kwargs} for images of ``input_shape`` (H, W, C)."""
+    model = build_model(model_ref)
+    variables = jax.tree.map(np.asarray, jax.device_get(dict(variables)))
+    example = np.zeros((1, *input_shape), np.float32)
+    packed = fold.pack_model(model, variables, example)
+    float_vars = {
+        c: jax.tree.map(np.array, variables[c])
+        for c in ("params", "batch_stats", "quant_state")
+        if c in variables
+    }
+    for p in packed:
+        for collection in ("params", "quant_state"):
+            _without(float_vars.get(collection, {}), p.path)
+        if p.folded_bn:
+            for collection in ("params", "batch_stats"):
+                _without(float_vars.get(collection, {}), p.folded_bn)
+    manifest = dict(model=model_ref, input_shape=list(input_shape))
+    out = archive.save(path, manifest, float_vars, packed)
+    n_params = sum(np.size(v) for v in jax.tree.leaves(variables["params"]))
+    return ExportReport(
+        out,
+        out.stat().st_size,
+        4 * n_params,
+        tuple(p.path for p in packed),
+        tuple(p.folded_bn for p in packed if p.folded_bn),
+    )
+
+
+def model_ref_from_config(config, num_classes: int) -> dict:
+    """The manifest's model entry for a training config (what ``workdir.build_model`` builds)."""
+    q = config.quant
+    return dict(
+        name=config.model_name,
+        num_classes=num_classes,
+        quant=dict(
+            kernel=q.kernel,
+            inputs=q.inputs,
+            scale=q.scale,
+            pad_value=q.pad_value,
+            adder=q.get("adder", False),
+        ),
+        kwargs=config.model.to_dict(),
+    )
+
+
+def export_workdir(workdir, path, step: int | None = None) -> ExportReport:
+    """Exports the newest (or ``step``) checkpoint of a training workdir."""
+    from bnnlab import data
+    from bnnlab.train import workdir as workdir_lib
+
+    _, variables, config, _ = workdir_lib.load(workdir, step)
+    ref = model_ref_from_config(config, data.info(config.dataset).num_classes)
+    return export(ref, variables, workdir_lib.input_shape(config), path)
+
+
+def load(path) -> PackedModel:
+    return PackedModel(*archive.load(path))
