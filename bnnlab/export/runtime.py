@@ -41,8 +41,9 @@ class PackedModel:
         for path, arrays in packed.items():
             shape = tuple(self._geometry[path]["shape"])
             words = jnp.asarray(arrays["words"])
+            kernel = xnor.PackedKernel(words, fold.tap_sums(words, shape), shape)
             self._packed[path] = (
-                xnor.PackedKernel(words, fold.tap_sums(words, shape), shape),
+                xnor.native_layout(kernel),  # weights laid out once for the CPU kernel
                 xnor.OutputTransform(
                     jnp.asarray(arrays["multiplier"]), jnp.asarray(arrays["bias"])
                 ),

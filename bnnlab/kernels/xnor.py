@@ -9,7 +9,8 @@ PyTorch reference code computes) subtracts the padded taps' contribution afterwa
 position, per-channel correction computed once from the kernel (LCE's zero-padding correction).
 
 Backends (``backend.BACKENDS``): the Pallas kernel (compiled on GPU/TPU, interpreted anywhere),
-plain XLA, and ``*_reference`` functions that unpack to ±1 floats — the independent check.
+the native CPU kernel (``kernels.cpu``: AVX-512 / AVX2 / scalar, the CPU default), plain XLA,
+and ``*_reference`` functions that unpack to ±1 floats — the independent check.
 
 The Pallas kernel accumulates over K words one word at a time into an int32 (block_m, block_n)
 tile, acc += popcount(a[:, w] ⊕ b[w, :]), so it needs no integer reduction (unsupported on
@@ -28,7 +29,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from bnnlab.kernels import backend as backend_lib
-from bnnlab.kernels import bitpack, patches
+from bnnlab.kernels import bitpack, cpu, patches
 from bnnlab.kernels.bitpack import PackedBits
 
 Array = jax.Array
@@ -137,7 +138,8 @@ def _matmul_xla(a: Array, b: Array, k: int) -> Array:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("backend", "block_m", "block_n", "popcount", "packed_output")
+    jax.jit,
+    static_argnames=("backend", "block_m", "block_n", "popcount", "packed_output", "isa"),
 )
 def xnor_matmul(
     a: PackedBits,
@@ -149,16 +151,27 @@ def xnor_matmul(
     block_n: int = 128,
     popcount: str = "native",
     packed_output: bool = False,
+    isa: str = "auto",
+    b_panels: Array | None = None,
 ):
     """(M, N) ±1 dot products of packed rows ``a`` (M, K) and ``b`` (N, K).
 
     Returns int32 dots, the float transform of them, or (``packed_output``) the signs of the
-    transformed values packed along N (a per-channel threshold, written as bits).
+    transformed values packed along N (a per-channel threshold, written as bits). ``isa``
+    forces the native kernel's instruction set (``kernels.cpu.ISAS``); ``b_panels`` =
+    ``cpu.panels(b.words)``, laid out ahead of time, saves the AVX-512 path doing it per call.
     """
     if a.k != b.k:
         raise ValueError(f"Packed operands have different K: {a.k} and {b.k}.")
-    kind = backend_lib.resolve(backend)
-    if kind == "xla":
+    kind = backend_lib.resolve(backend, has_native=True)
+    if kind == "native":
+        best = isa == "avx512" or (isa == "auto" and "avx512" in cpu.supported_isas())
+        if b_panels is not None and best:
+            dots = cpu.matmul_panels(a.words, b_panels, a.k, b.words.shape[0])
+        else:
+            dots = cpu.matmul(a.words, b.words, a.k, isa)
+        out = apply_transform(dots, transform)
+    elif kind == "xla":
         out = apply_transform(_matmul_xla(a.words, b.words, a.k), transform)
     else:
         out = _matmul_pallas(
@@ -185,11 +198,13 @@ def xnor_matmul_reference(a: PackedBits, b: PackedBits) -> Array:
 @dataclasses.dataclass(frozen=True)
 class PackedKernel:
     """An HWIO binary kernel packed per tap along I: ``words`` (O, k_h·k_w·ceil(I/32)),
-    ``tap_sums`` (k_h, k_w, 1, O) = Σ_i w (for the zero-padding correction)."""
+    ``tap_sums`` (k_h, k_w, 1, O) = Σ_i w (for the zero-padding correction), and optionally
+    ``panels``, the words in the native AVX-512 kernel's layout (``native_layout``)."""
 
     words: Array
     tap_sums: Array
     shape: tuple[int, int, int, int]
+    panels: Array | None = None
 
     @property
     def k(self) -> int:
@@ -198,8 +213,16 @@ class PackedKernel:
 
 
 jax.tree_util.register_dataclass(
-    PackedKernel, data_fields=["words", "tap_sums"], meta_fields=["shape"]
+    PackedKernel, data_fields=["words", "tap_sums", "panels"], meta_fields=["shape"]
 )
+
+
+def native_layout(kernel: PackedKernel) -> PackedKernel:
+    """``kernel`` with its words also laid out for the native AVX-512 path (done once, at load
+    time), where this CPU has that path; otherwise ``kernel`` unchanged."""
+    if "avx512" not in cpu.supported_isas():
+        return kernel
+    return dataclasses.replace(kernel, panels=cpu.panels(kernel.words))
 
 
 def pack_kernel(w: Array) -> PackedKernel:
@@ -238,6 +261,7 @@ def xnor_conv2d(
     block_n: int = 128,
     popcount: str = "native",
     packed_output: bool = False,
+    isa: str = "auto",
 ):
     """Binary conv2d of NHWC activations and an HWIO kernel, both by their signs.
 
@@ -255,19 +279,33 @@ def xnor_conv2d(
         raise ValueError(f"Input has {x.k} channels, the kernel expects {cin}.")
     strides = tuple(strides)
     pads = patches.explicit_padding(padding, x.words.shape[1:3], (kh, kw), strides)
-    cols = patches.patches(x.words, (kh, kw), strides, pads)  # padded words are 0 → +1
-    n, ho, wo, _ = cols.shape
-    rows = PackedBits(cols.reshape(n * ho * wo, -1), kernel.k)
     correct = pad_value == 0.0 and any(p != (0, 0) for p in pads)
-    out = xnor_matmul(
-        rows,
-        PackedBits(kernel.words, kernel.k),
-        None if correct else transform,  # fused into the kernel unless a correction comes first
-        backend=backend,
-        block_m=block_m,
-        block_n=block_n,
-        popcount=popcount,
-    ).reshape(n, ho, wo, cout)
+    n, (h, w) = x.words.shape[0], x.words.shape[1:3]
+    ho = (h + sum(pads[0]) - kh) // strides[0] + 1
+    wo = (w + sum(pads[1]) - kw) // strides[1] + 1
+    native_conv = (
+        kernel.panels is not None
+        and backend_lib.resolve(backend, has_native=True) == "native"
+        and (isa == "avx512" or (isa == "auto" and "avx512" in cpu.supported_isas()))
+    )
+    if native_conv:  # patches gathered inside the kernel, no patch matrix
+        out = cpu.conv2d_panels(
+            x.words, kernel.panels, kernel.k, cout, (kh, kw), strides, pads, (ho, wo)
+        )
+        out = (out if correct else apply_transform(out, transform)).reshape(n, ho, wo, cout)
+    else:
+        cols = patches.patches(x.words, (kh, kw), strides, pads)  # padded words are 0 → +1
+        out = xnor_matmul(
+            PackedBits(cols.reshape(n * ho * wo, -1), kernel.k),
+            PackedBits(kernel.words, kernel.k),
+            None if correct else transform,  # fused in the kernel unless a correction comes first
+            backend=backend,
+            block_m=block_m,
+            block_n=block_n,
+            popcount=popcount,
+            isa=isa,
+            b_panels=kernel.panels,
+        ).reshape(n, ho, wo, cout)
     if correct:
         out = out - _pad_correction(kernel, x.words.shape[1:3], strides, pads)
         out = apply_transform(out, transform)
