@@ -159,15 +159,14 @@ def xnor_matmul(
     Returns int32 dots, the float transform of them, or (``packed_output``) the signs of the
     transformed values packed along N (a per-channel threshold, written as bits). ``isa``
     forces the native kernel's instruction set (``kernels.cpu.ISAS``); ``b_panels`` =
-    ``cpu.panels(b.words)``, laid out ahead of time, saves the AVX-512 path doing it per call.
+    ``cpu.panels(b.words)``, laid out ahead of time, saves the vector paths doing it per call.
     """
     if a.k != b.k:
         raise ValueError(f"Packed operands have different K: {a.k} and {b.k}.")
     kind = backend_lib.resolve(backend, has_native=True)
     if kind == "native":
-        best = isa == "avx512" or (isa == "auto" and "avx512" in cpu.supported_isas())
-        if b_panels is not None and best:
-            dots = cpu.matmul_panels(a.words, b_panels, a.k, b.words.shape[0])
+        if b_panels is not None and cpu.panel_isa(isa) is not None:
+            dots = cpu.matmul_panels(a.words, b_panels, a.k, b.words.shape[0], isa)
         else:
             dots = cpu.matmul(a.words, b.words, a.k, isa)
         out = apply_transform(dots, transform)
@@ -199,7 +198,7 @@ def xnor_matmul_reference(a: PackedBits, b: PackedBits) -> Array:
 class PackedKernel:
     """An HWIO binary kernel packed per tap along I: ``words`` (O, k_h·k_w·ceil(I/32)),
     ``tap_sums`` (k_h, k_w, 1, O) = Σ_i w (for the zero-padding correction), and optionally
-    ``panels``, the words in the native AVX-512 kernel's layout (``native_layout``)."""
+    ``panels``, the words in the native vector kernels' layout (``native_layout``)."""
 
     words: Array
     tap_sums: Array
@@ -218,9 +217,9 @@ jax.tree_util.register_dataclass(
 
 
 def native_layout(kernel: PackedKernel) -> PackedKernel:
-    """``kernel`` with its words also laid out for the native AVX-512 path (done once, at load
-    time), where this CPU has that path; otherwise ``kernel`` unchanged."""
-    if "avx512" not in cpu.supported_isas():
+    """``kernel`` with its words also laid out for the native vector paths (done once, at load
+    time), where this CPU has one (AVX2 or AVX-512); otherwise ``kernel`` unchanged."""
+    if cpu.panel_isa() is None:
         return kernel
     return dataclasses.replace(kernel, panels=cpu.panels(kernel.words))
 
@@ -286,11 +285,11 @@ def xnor_conv2d(
     native_conv = (
         kernel.panels is not None
         and backend_lib.resolve(backend, has_native=True) == "native"
-        and (isa == "avx512" or (isa == "auto" and "avx512" in cpu.supported_isas()))
+        and cpu.panel_isa(isa) is not None
     )
     if native_conv:  # patches gathered inside the kernel, no patch matrix
         out = cpu.conv2d_panels(
-            x.words, kernel.panels, kernel.k, cout, (kh, kw), strides, pads, (ho, wo)
+            x.words, kernel.panels, kernel.k, cout, (kh, kw), strides, pads, (ho, wo), isa
         )
         out = (out if correct else apply_transform(out, transform)).reshape(n, ho, wo, cout)
     else:

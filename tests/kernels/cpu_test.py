@@ -45,14 +45,15 @@ def test_matmul_bit_exact(isa, m, n, k):
     pa, pb = bitpack.pack(jnp.asarray(a, jnp.float32)), bitpack.pack(jnp.asarray(b, jnp.float32))
     got = xnor.xnor_matmul(pa, pb, backend="native", isa=isa)
     np.testing.assert_array_equal(got, a @ b.T)
-    if isa == "avx512":  # weights laid out ahead of time
+    if isa != "scalar":  # the vector paths with weights laid out ahead of time
         panels = cpu.panels(pb.words)
         got = xnor.xnor_matmul(pa, pb, backend="native", isa=isa, b_panels=panels)
         np.testing.assert_array_equal(got, a @ b.T)
 
 
-def test_panel_layout_and_prepacked_weights():
-    require("avx512")
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_panel_layout_and_prepacked_weights(isa):
+    require(isa)
     rng = np.random.default_rng(0)
     words = rng.integers(0, 2**32, size=(11, 5), dtype=np.uint32)
     panels = np.asarray(cpu.panels(jnp.asarray(words))).view(np.uint64).reshape(2, 3, 8)
@@ -75,6 +76,7 @@ def test_panel_layout_and_prepacked_weights():
             padding=padding,
             pad_value=pad_value,
             backend="native",
+            isa=isa,
         )
         expected = numpy_conv(x, w, stride, pads_of(padding, x.shape, k, stride), pad_value)
         np.testing.assert_array_equal(got, expected, err_msg=str(case))
@@ -187,9 +189,10 @@ def test_export_runs_native_by_default(tmp_path, monkeypatch):
     np.testing.assert_allclose(got, packed(x, backend="xla"), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
 @pytest.mark.parametrize("pad_value", [0.0, 1.0])
-def test_in_kernel_patches_with_transform_and_packed_output(pad_value):
-    require("avx512")
+def test_in_kernel_patches_with_transform_and_packed_output(pad_value, isa):
+    require(isa)
     x, w = case_arrays(CONV_CASES[1])
     rng = np.random.default_rng(3)
     t = xnor.OutputTransform(
@@ -199,6 +202,28 @@ def test_in_kernel_patches_with_transform_and_packed_output(pad_value):
     )
     kernel = xnor.native_layout(xnor.pack_kernel(jnp.asarray(w)))
     kw = dict(strides=(2, 2), pad_value=pad_value, packed_output=True)
-    got = xnor.xnor_conv2d(bitpack.pack(jnp.asarray(x)), kernel, t, backend="native", **kw)
+    got = xnor.xnor_conv2d(bitpack.pack(jnp.asarray(x)), kernel, t, backend="native", isa=isa, **kw)
     want = xnor.xnor_conv2d(x, w, t, backend="xla", **kw)
     np.testing.assert_array_equal(got.words, want.words)
+
+
+def test_without_avx512_the_avx2_path_serves_auto(monkeypatch, tmp_path):
+    # What a CPU without AVX-512 VPOPCNTDQ runs: auto → the AVX2 path.
+    require("avx2")
+    monkeypatch.setenv("BNNLAB_CPU_ISA", "avx2")
+    assert cpu.supported_isas() == ("scalar", "avx2")
+    assert cpu.panel_isa() == "avx2"
+    monkeypatch.setenv("BNNLAB_CPU_ISA", "scalar")
+    assert cpu.panel_isa() is None
+    assert xnor.native_layout(xnor.pack_kernel(jnp.ones((3, 3, 45, 6)))).panels is None
+    monkeypatch.setenv("BNNLAB_CPU_ISA", "avx2")
+    x, w = case_arrays(CONV_CASES[2])
+    *_, k, stride, padding, pad_value = CONV_CASES[2]
+    got = xnor.xnor_conv2d(x, w, strides=(stride, stride), padding=padding, pad_value=pad_value)
+    expected = numpy_conv(x, w, stride, pads_of(padding, x.shape, k, stride), pad_value)
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="cannot run the 'avx512'"):
+        cpu.matmul(jnp.zeros((1, 1), jnp.uint32), jnp.zeros((1, 1), jnp.uint32), 1, "avx512")
+    monkeypatch.setenv("BNNLAB_CPU_ISA", "sse")
+    with pytest.raises(ValueError, match="BNNLAB_CPU_ISA='sse'"):
+        cpu.supported_isas()

@@ -5,14 +5,19 @@
 // never count). Three instruction-set paths, picked at run time from the CPU's features or
 // forced by the `isa` attribute (1 scalar, 2 AVX2, 3 AVX-512 VPOPCNTDQ, 0 best available):
 //
-//   AVX-512  8 output columns per vector: VPXORQ + VPOPCNTQ + VPADDQ over 64-bit words.
-//   AVX2     256-bit chunks, popcount by a 4-bit lookup table (VPSHUFB) summed with VPSADBW.
+//   AVX-512  8 output columns per vector: broadcast a 64-bit word of a row of `a`, XOR with
+//            the same word of 8 columns of `b`, VPOPCNTQ, VPADDQ.
+//   AVX2     the same scheme, 4 columns per vector, popcount by a 4-bit lookup table
+//            (VPSHUFB) summed per 64-bit lane by VPSADBW.
 //   scalar   64-bit words, __builtin_popcountll (no ISA assumption: portable C++).
 //
-// Blocking: a micro-tile of up to 4 rows of `a` by 4 rows (AVX2, scalar) or 4 panels of 8
-// columns (AVX-512) of `b` keeps 16 accumulators in registers while both operands stream
-// through K once; tasks of 16 rows x 128 columns keep their part of `b` in L2 and are spread
-// over XLA's own intra-op thread pool (no second pool competing for the cores).
+// The vector paths read `b` as "panels" (8 columns, K-major: one cache line per 64-bit word
+// step), built once ahead of time for weights or per call otherwise, so no horizontal sums are
+// needed. Blocking: micro-tiles of 4 rows x 4 panels (AVX-512), 2 x 2 (AVX2) or 4 x 4 columns
+// (scalar) keep their accumulators in registers while both operands stream through K once;
+// tasks of 16 rows x 128 columns keep their part of `b` in L2 and are spread over XLA's own
+// intra-op thread pool (no second pool competing for the cores). A convolution gathers its
+// patches per task, in L1, instead of materialising an im2col matrix.
 
 #include <immintrin.h>
 
@@ -125,46 +130,6 @@ __attribute__((target("avx2"))) inline __m256i ByteCounts(__m256i v) {
   return _mm256_add_epi8(lo, hi);
 }
 
-__attribute__((target("avx2"))) inline __m256i TailMask256(int64_t words) {
-  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(words)), idx);
-}
-
-template <int MR, int NR>
-__attribute__((target("avx2"))) void TileAvx2(const Args& p, int64_t i0, int64_t j0) {
-  __m256i acc[MR][NR];
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
-  const __m256i zero = _mm256_setzero_si256();
-  const int64_t full = p.w / 8, rest = p.w % 8;
-  const __m256i mask = TailMask256(rest);
-  for (int64_t t = 0; t <= full; ++t) {
-    if (t == full && rest == 0) break;
-    __m256i av[MR], bv[NR];
-    for (int i = 0; i < MR; ++i) {
-      const auto* ptr = reinterpret_cast<const int*>(p.a + (i0 + i) * p.w + 8 * t);
-      av[i] = t < full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ptr))
-                       : _mm256_maskload_epi32(ptr, mask);
-    }
-    for (int j = 0; j < NR; ++j) {
-      const auto* ptr = reinterpret_cast<const int*>(p.b + (j0 + j) * p.w + 8 * t);
-      bv[j] = t < full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ptr))
-                       : _mm256_maskload_epi32(ptr, mask);
-    }
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j)
-        acc[i][j] = _mm256_add_epi64(
-            acc[i][j], _mm256_sad_epu8(ByteCounts(_mm256_xor_si256(av[i], bv[j])), zero));
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NR; ++j) {
-      alignas(32) int64_t lanes[4];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i][j]);
-      const int64_t count = lanes[0] + lanes[1] + lanes[2] + lanes[3];
-      p.out[(i0 + i) * p.n + j0 + j] = p.k - 2 * static_cast<int32_t>(count);
-    }
-}
-
 // ------------------------------------------------------------------------------ AVX-512
 //
 // Vectorised over output columns, so no horizontal reduction is ever needed (with K of a few
@@ -247,6 +212,62 @@ const PanelTileFn TileAvx512Table[kMr][kNv] = {
     {TileAvx512<4, 1>, TileAvx512<4, 2>, TileAvx512<4, 3>, TileAvx512<4, 4>},
 };
 
+// The AVX2 version of the same scheme on the same panels: each panel is two 256-bit halves
+// (4 columns each), the popcount of every 64-bit lane comes from the nibble table summed by
+// VPSADBW — again no horizontal reduction. 2 rows x 2 panels: 8 accumulators, within the 16
+// ymm registers.
+constexpr int kMr2 = 2;
+constexpr int kNv2 = 2;
+
+template <int MR, int NV>
+__attribute__((target("avx2"))) void TilePanelAvx2(const Args& p, const uint64_t* panel,
+                                                   int64_t w64, const uint32_t* const* rows,
+                                                   int64_t i0, int64_t g0) {
+  __m256i acc[MR][NV][2];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v][0] = acc[i][v][1] = _mm256_setzero_si256();
+  const __m256i zero = _mm256_setzero_si256();
+  const int64_t stride = w64 * 8;
+  const int64_t whole = p.w / 2;
+  for (int64_t t = 0; t < w64; ++t) {
+    __m256i bv[NV][2];
+    for (int v = 0; v < NV; ++v)
+      for (int h = 0; h < 2; ++h)
+        bv[v][h] = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(panel + (g0 + v) * stride + t * 8 + 4 * h));
+    for (int i = 0; i < MR; ++i) {
+      uint64_t word;
+      if (t < whole) {
+        std::memcpy(&word, rows[i] + 2 * t, 8);
+      } else {
+        word = rows[i][2 * t];
+      }
+      const __m256i av = _mm256_set1_epi64x(static_cast<long long>(word));
+      for (int v = 0; v < NV; ++v)
+        for (int h = 0; h < 2; ++h)
+          acc[i][v][h] = _mm256_add_epi64(
+              acc[i][v][h], _mm256_sad_epu8(ByteCounts(_mm256_xor_si256(av, bv[v][h])), zero));
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    int32_t* out = p.out + (i0 + i) * p.n;
+    for (int v = 0; v < NV; ++v)
+      for (int h = 0; h < 2; ++h) {
+        alignas(32) int64_t lanes[4];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc[i][v][h]);
+        for (int l = 0; l < 4; ++l) {
+          const int64_t col = 8 * (g0 + v) + 4 * h + l;
+          if (col < p.n) out[col] = p.k - 2 * static_cast<int32_t>(lanes[l]);
+        }
+      }
+  }
+}
+
+const PanelTileFn TilePanelAvx2Table[kMr2][kNv2] = {
+    {TilePanelAvx2<1, 1>, TilePanelAvx2<1, 2>},
+    {TilePanelAvx2<2, 1>, TilePanelAvx2<2, 2>},
+};
+
 // A binary conv2d as a matmul whose rows are gathered patches: output row r = (batch, oh, ow)
 // reads, for each tap (i, j), the c32 words of input pixel (oh·sh − pt + i, ow·sw − pl + j),
 // or zero words (= +1 padding) outside the image — im2col per task, in L1, instead of a
@@ -270,9 +291,12 @@ struct ConvGeom {
   }
 };
 
+// The panel paths (AVX-512 or AVX2 tiles; the table's shape is the micro-tile's maximum).
 // `prepacked`: `b` already in the panel layout (weights laid out once, ahead of time), or null.
 // `conv`: rows of `a` are gathered patches of this convolution (p.a unused), or null.
-void RunAvx512(const Args& p, const uint64_t* prepacked, const ConvGeom* conv = nullptr) {
+template <int MR, int NV>
+void RunPanels(const PanelTileFn (*table)[NV], const Args& p, const uint64_t* prepacked,
+               const ConvGeom* conv) {
   const int64_t w64 = (p.w + 1) / 2;
   const int64_t groups = (p.n + 7) / 8;
   const uint64_t* panel = prepacked;
@@ -305,14 +329,23 @@ void RunAvx512(const Args& p, const uint64_t* prepacked, const ConvGeom* conv = 
     } else {
       for (int64_t r = tm * kTaskM; r < i_end; ++r) rows[r - tm * kTaskM] = p.a + r * p.w;
     }
-    for (int64_t i0 = tm * kTaskM; i0 < i_end; i0 += kMr) {
-      const int mr = static_cast<int>(std::min<int64_t>(kMr, i_end - i0));
-      for (int64_t g0 = tn * groups_per_task; g0 < g_end; g0 += kNv) {
-        const int nv = static_cast<int>(std::min<int64_t>(kNv, g_end - g0));
-        TileAvx512Table[mr - 1][nv - 1](p, panel, w64, rows + (i0 - tm * kTaskM), i0, g0);
+    for (int64_t i0 = tm * kTaskM; i0 < i_end; i0 += MR) {
+      const int mr = static_cast<int>(std::min<int64_t>(MR, i_end - i0));
+      for (int64_t g0 = tn * groups_per_task; g0 < g_end; g0 += NV) {
+        const int nv = static_cast<int>(std::min<int64_t>(NV, g_end - g0));
+        table[mr - 1][nv - 1](p, panel, w64, rows + (i0 - tm * kTaskM), i0, g0);
       }
     }
   });
+}
+
+void RunPanelsIsa(int64_t isa, const Args& p, const uint64_t* prepacked,
+                  const ConvGeom* conv = nullptr) {
+  if (isa == kAvx512) {
+    RunPanels<kMr, kNv>(TileAvx512Table, p, prepacked, conv);
+  } else {
+    RunPanels<kMr2, kNv2>(TilePanelAvx2Table, p, prepacked, conv);
+  }
 }
 
 // ------------------------------------------------------------------------------- driver
@@ -328,7 +361,6 @@ using TileFn = void (*)(const Args&, int64_t, int64_t);
   };
 
 BNNLAB_TILE_TABLE(TileScalar)
-BNNLAB_TILE_TABLE(TileAvx2)
 
 void Run(const Args& p, const TileFn (*table)[kNr]) {
   const int64_t tasks_m = (p.m + kTaskM - 1) / kTaskM;
@@ -370,19 +402,24 @@ ffi::Error XnorMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> a, ffi::Buffer
   const Args p{a.typed_data(), b.typed_data(), out->typed_data(), ad[0], bd[0], ad[1],
                static_cast<int32_t>(k), &pool};
   if (p.m == 0 || p.n == 0) return ffi::Error::Success();
-  if (isa == kAvx512) {
-    RunAvx512(p, nullptr);
+  if (isa == kScalar) {
+    Run(p, TileScalarTable);
   } else {
-    Run(p, isa == kAvx2 ? TileAvx2Table : TileScalarTable);
+    RunPanelsIsa(isa, p, nullptr);
   }
   return ffi::Error::Success();
 }
 
-// The AVX-512 path with `b` given as panels (G, W64 * 16) uint32 = (G, W64, 8) uint64, the
+// The AVX-512 or AVX2 panel path (`isa` 3 or 2) with `b` given as panels (G, W64 * 16) uint32 = (G, W64, 8) uint64, the
 // layout bnnlab.kernels.cpu.panels builds; `n` is b's true row count.
+// Checks that `isa` names a panel path (AVX2 or AVX-512) this CPU runs.
+bool PanelIsaOk(int64_t isa) {
+  return (isa == kAvx2 || isa == kAvx512) && (Supported() & (int64_t{1} << isa));
+}
+
 ffi::Error XnorMatmulPanels(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> a,
                             ffi::Buffer<ffi::U32> panels, ffi::ResultBuffer<ffi::S32> out,
-                            int64_t k, int64_t n) {
+                            int64_t k, int64_t n, int64_t isa) {
   const auto ad = a.dimensions();
   const auto pd = panels.dimensions();
   const int64_t w64 = ad.size() == 2 ? (ad[1] + 1) / 2 : -1;
@@ -391,14 +428,14 @@ ffi::Error XnorMatmulPanels(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> a,
                       "bnnlab_xnor_matmul_panels: expected a (M, W) words and panels "
                       "(ceil(N/8), ceil(W/2)*16)");
   }
-  if (!HasAvx512()) {
+  if (!PanelIsaOk(isa)) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "bnnlab_xnor_matmul_panels: needs AVX-512 VPOPCNTDQ");
+                      "bnnlab_xnor_matmul_panels: isa must be a supported AVX2/AVX-512 path");
   }
   const Args p{a.typed_data(), nullptr, out->typed_data(), ad[0], n, ad[1],
                static_cast<int32_t>(k), &pool};
   if (p.m == 0 || p.n == 0) return ffi::Error::Success();
-  RunAvx512(p, reinterpret_cast<const uint64_t*>(panels.typed_data()));
+  RunPanelsIsa(isa, p, reinterpret_cast<const uint64_t*>(panels.typed_data()));
   return ffi::Error::Success();
 }
 
@@ -408,7 +445,7 @@ ffi::Error XnorMatmulPanels(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> a,
 ffi::Error XnorConv2dPanels(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> x,
                             ffi::Buffer<ffi::U32> panels, ffi::ResultBuffer<ffi::S32> out,
                             int64_t k, int64_t n, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                            int64_t pt, int64_t pl, int64_t ho, int64_t wo) {
+                            int64_t pt, int64_t pl, int64_t ho, int64_t wo, int64_t isa) {
   const auto xd = x.dimensions();
   const auto pd = panels.dimensions();
   if (xd.size() != 4 || pd.size() != 2) {
@@ -420,15 +457,15 @@ ffi::Error XnorConv2dPanels(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> x,
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
                       "bnnlab_xnor_conv2d_panels: panels do not match the kernel shape");
   }
-  if (!HasAvx512()) {
+  if (!PanelIsaOk(isa)) {
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "bnnlab_xnor_conv2d_panels: needs AVX-512 VPOPCNTDQ");
+                      "bnnlab_xnor_conv2d_panels: isa must be a supported AVX2/AVX-512 path");
   }
   const ConvGeom geom{x.typed_data(), xd[1], xd[2], xd[3], kh, kw, sh, sw, pt, pl, ho, wo};
   const Args p{nullptr, nullptr, out->typed_data(), xd[0] * ho * wo, n, w,
                static_cast<int32_t>(k), &pool};
   if (p.m == 0 || p.n == 0) return ffi::Error::Success();
-  RunAvx512(p, reinterpret_cast<const uint64_t*>(panels.typed_data()), &geom);
+  RunPanelsIsa(isa, p, reinterpret_cast<const uint64_t*>(panels.typed_data()), &geom);
   return ffi::Error::Success();
 }
 
@@ -449,7 +486,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BnnlabXnorConv2dPanels, XnorConv2dPanels,
                                   .Attr<int64_t>("pt")
                                   .Attr<int64_t>("pl")
                                   .Attr<int64_t>("ho")
-                                  .Attr<int64_t>("wo"));
+                                  .Attr<int64_t>("wo")
+                                  .Attr<int64_t>("isa"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BnnlabXnorMatmulPanels, XnorMatmulPanels,
                               ffi::Ffi::Bind()
@@ -458,7 +496,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BnnlabXnorMatmulPanels, XnorMatmulPanels,
                                   .Arg<ffi::Buffer<ffi::U32>>()
                                   .Ret<ffi::Buffer<ffi::S32>>()
                                   .Attr<int64_t>("k")
-                                  .Attr<int64_t>("n"));
+                                  .Attr<int64_t>("n")
+                                  .Attr<int64_t>("isa"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BnnlabXnorMatmul, XnorMatmul,
                               ffi::Ffi::Bind()
