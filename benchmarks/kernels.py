@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from bnnlab import export
+from bnnlab import export, models
 from bnnlab.kernels import bitpack, cpu, xnor
 
 # (H=W, C_in, C_out, stride) of the CIFAR ResNet-18's binary 3×3 convs.
@@ -130,8 +130,8 @@ def end_to_end(kernel, repeats):
     ref = dict(
         name="resnet18_cifar", num_classes=10, quant=quant, kwargs=dict(shortcut="block_conv")
     )
-    binary = export.build_model(ref)
-    floating = export.build_model(dict(ref, quant={}))
+    binary = models.from_ref(ref)
+    floating = models.from_ref(dict(ref, quant={}))
     x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
     rng = np.random.default_rng(0)
 

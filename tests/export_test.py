@@ -47,8 +47,8 @@ def perturbed(variables, seed=0):
 
 
 def model_and_variables(config, batch=8, seed=0):
-    ref = export.model_ref_from_config(config, data.info(config.dataset).num_classes)
-    model = export.build_model(ref)
+    ref = workdir_lib.model_ref(config, data.info(config.dataset).num_classes)
+    model = models.from_ref(ref)
     shape = workdir_lib.input_shape(config)
     x = jax.random.normal(jax.random.key(seed + 1), (batch, *shape))
     variables = jax.jit(functools.partial(model.init, train=False))(jax.random.key(seed), x)
@@ -122,8 +122,8 @@ def test_runlocal_run_exports_with_equal_predictions(tmp_path):
 
 def test_cifar_resnet18_file_is_at_most_a_twentieth(tmp_path):
     config = recipe("simaN_r18", "")
-    ref = export.model_ref_from_config(config, 10)
-    model = export.build_model(ref)
+    ref = workdir_lib.model_ref(config, 10)
+    model = models.from_ref(ref)
     abstract = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
     )
@@ -179,7 +179,7 @@ def test_manifest_rebuilds_the_model_without_a_config(tmp_path):
     export.export(ref, variables, shape, tmp_path / "m.npz")
     manifest, _, _ = archive.load(tmp_path / "m.npz")
     assert manifest["model"]["name"] == "resnet18_cifar"
-    rebuilt = export.build_model(manifest["model"])
+    rebuilt = models.from_ref(manifest["model"])
     assert isinstance(rebuilt, models.resnet.ResNet) and rebuilt.width == model.width
 
 

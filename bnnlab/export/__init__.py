@@ -20,10 +20,11 @@ import pathlib
 import jax
 import numpy as np
 
+from bnnlab import models
 from bnnlab.export import archive, fold
-from bnnlab.export.runtime import PackedModel, build_model
+from bnnlab.export.runtime import PackedModel
 
-__all__ = ["ExportReport", "PackedModel", "build_model", "export", "export_workdir", "load"]
+__all__ = ["ExportReport", "PackedModel", "export", "export_workdir", "load"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,14 +58,14 @@ def _without(tree: dict, path: str) -> None:
 
 
 def export(model_ref: dict, variables: dict, input_shape, path) -> ExportReport:
-    """Exports ``variables`` of the zoo model ``model_ref`` = {name, num_classes, quant: {kernel,
-    inputs, scale, pad_value, adder}, kwargs} for images of ``input_shape`` (H, W, C)."""
-    model = build_model(model_ref)
+    """Exports ``variables`` of the zoo model ``model_ref`` (``models.from_ref``'s description,
+    e.g. ``train.workdir.model_ref(config, num_classes)``) for images of ``input_shape``."""
+    model = models.from_ref(model_ref)
     variables = jax.tree.map(np.asarray, jax.device_get(dict(variables)))
     example = np.zeros((1, *input_shape), np.float32)
     packed = fold.pack_model(model, variables, example)
-    float_vars = {
-        c: jax.tree.map(np.array, variables[c])
+    float_vars = {  # new containers (packed layers are removed below), the same arrays
+        c: jax.tree.map(np.asarray, variables[c])
         for c in ("params", "batch_stats", "quant_state")
         if c in variables
     }
@@ -86,30 +87,13 @@ def export(model_ref: dict, variables: dict, input_shape, path) -> ExportReport:
     )
 
 
-def model_ref_from_config(config, num_classes: int) -> dict:
-    """The manifest's model entry for a training config (what ``workdir.build_model`` builds)."""
-    q = config.quant
-    return dict(
-        name=config.model_name,
-        num_classes=num_classes,
-        quant=dict(
-            kernel=q.kernel,
-            inputs=q.inputs,
-            scale=q.scale,
-            pad_value=q.pad_value,
-            adder=q.get("adder", False),
-        ),
-        kwargs=config.model.to_dict(),
-    )
-
-
 def export_workdir(workdir, path, step: int | None = None) -> ExportReport:
     """Exports the newest (or ``step``) checkpoint of a training workdir."""
     from bnnlab import data
     from bnnlab.train import workdir as workdir_lib
 
     _, variables, config, _ = workdir_lib.load(workdir, step)
-    ref = model_ref_from_config(config, data.info(config.dataset).num_classes)
+    ref = workdir_lib.model_ref(config, data.info(config.dataset).num_classes)
     return export(ref, variables, workdir_lib.input_shape(config), path)
 
 

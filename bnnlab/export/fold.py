@@ -97,9 +97,7 @@ def _binary_kernel(module, params, state):
     kwargs = {n: params[f"kernel_{n}"] for n in kq.learnable}
     if kq.stateful:
         kwargs["state"] = state["kernel_state"]
-    # Jitted: eager op-by-op dispatch of e.g. SiMaN's bisection is much slower than compiling.
-    evaluate = jax.jit(lambda w, kw: kq(w, progress=None, train=False, **kw))
-    wq = np.asarray(evaluate(jnp.asarray(params["kernel"]), kwargs))
+    wq = np.asarray(_eval_mode(kq)(jnp.asarray(params["kernel"]), kwargs))
     alpha = np.abs(wq).max(axis=(0, 1, 2))
     if np.any(alpha <= 0) or not np.array_equal(np.abs(wq), np.broadcast_to(alpha, wq.shape)):
         return None
@@ -107,10 +105,16 @@ def _binary_kernel(module, params, state):
 
 
 @functools.cache
+def _eval_mode(q: quant.Quantizer):
+    """``q``'s eval-mode forward, jitted once per quantizer (eager op-by-op dispatch of e.g.
+    SiMaN's bisection is much slower than compiling; layers of one shape share the compile)."""
+    return jax.jit(lambda x, kwargs: q(x, progress=None, train=False, **kwargs))
+
+
+@functools.cache
 def _maps_to_signs(iq: quant.Quantizer, shape: tuple[int, ...]) -> bool:
     probe = jax.random.normal(jax.random.key(PROBE_SEED), shape)
-    values = jax.jit(lambda x: iq(x, progress=None, train=False))(probe)
-    return bool(jnp.all(jnp.abs(values) == 1.0))
+    return bool(jnp.all(jnp.abs(_eval_mode(iq)(probe, {})) == 1.0))
 
 
 def _binary_inputs(call: _Call, calls: list[_Call]) -> bool:
@@ -122,7 +126,7 @@ def _binary_inputs(call: _Call, calls: list[_Call]) -> bool:
         return any(
             isinstance(c.module, activations.RSign) and c.output is call.inputs for c in calls
         )
-    if iq is None or iq.precision != 1 or iq.learnable or iq.stateful:
+    if iq.precision != 1 or iq.learnable or iq.stateful:
         return False
     return _maps_to_signs(iq, (2, *in_shape[1:]))
 
@@ -209,10 +213,3 @@ def _pack_kernel(wq: np.ndarray) -> np.ndarray:
     bits = bits.reshape(cout, kh, kw, n, bitpack.WORD_BITS)
     words = np.sum(bits << np.arange(bitpack.WORD_BITS, dtype=np.uint64), axis=-1)
     return words.astype(np.uint32).reshape(cout, -1)
-
-
-def tap_sums(words: np.ndarray, shape) -> np.ndarray:
-    """(k_h, k_w, 1, O) Σ_i sign(W) per tap, recomputed from the packed kernel."""
-    kh, kw, cin, cout = shape
-    signs = bitpack.unpack(bitpack.PackedBits(jnp.asarray(words).reshape(cout, kh, kw, -1), cin))
-    return jnp.transpose(jnp.sum(signs, axis=-1, keepdims=True), (1, 2, 3, 0))

@@ -9,39 +9,26 @@ import jax
 import jax.numpy as jnp
 
 from bnnlab import models, quant
-from bnnlab.export import fold
 from bnnlab.kernels import xnor
-
-
-def build_model(ref: dict) -> nn.Module:
-    """The architecture a manifest's ``model`` entry names (no training config needed)."""
-
-    def tuples(v):
-        return tuple(tuples(e) for e in v) if isinstance(v, list) else v
-
-    kwargs = {k: tuples(v) for k, v in ref.get("kwargs", {}).items()}
-    spec = models.QuantSpec(**ref.get("quant", {}))
-    return models.get(ref["name"], num_classes=ref["num_classes"], quant=spec, **kwargs)
 
 
 class PackedModel:
     """A loaded export: ``packed(images, backend="auto")`` → logits.
 
-    ``backend`` picks the XNOR kernel (``kernels.backend.BACKENDS``); on CPU "auto" is XLA.
+    ``backend`` picks the XNOR kernel (``kernels.backend.BACKENDS``); on CPU "auto" is the
+    native kernel where it was built, else XLA.
     """
 
     def __init__(self, manifest: dict, float_vars: dict, packed: dict[str, dict]):
         self.manifest = manifest
-        self.model = build_model(manifest["model"])
+        self.model = models.from_ref(manifest["model"])  # no training config needed
         self.input_shape = tuple(manifest["input_shape"])
         self._geometry = {layer["path"]: layer for layer in manifest["packed"]}
         self._folded = {layer["folded_bn"] for layer in manifest["packed"] if layer["folded_bn"]}
         self._float = jax.tree.map(jnp.asarray, float_vars)
         self._packed = {}
         for path, arrays in packed.items():
-            shape = tuple(self._geometry[path]["shape"])
-            words = jnp.asarray(arrays["words"])
-            kernel = xnor.PackedKernel(words, fold.tap_sums(words, shape), shape)
+            kernel = xnor.PackedKernel.from_words(arrays["words"], self._geometry[path]["shape"])
             self._packed[path] = (
                 xnor.native_layout(kernel),  # weights laid out once for the CPU kernel
                 xnor.OutputTransform(

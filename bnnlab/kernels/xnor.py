@@ -210,6 +210,16 @@ class PackedKernel:
         kh, kw, cin, _ = self.shape
         return kh * kw * cin
 
+    @classmethod
+    def from_words(cls, words: Array, shape) -> PackedKernel:
+        """The kernel whose ``pack_kernel(w).words`` are ``words``, for HWIO ``shape``: tap sums
+        recomputed from the bits (an export stores the words alone)."""
+        kh, kw, cin, cout = shape
+        words = jnp.asarray(words)
+        signs = bitpack.unpack(PackedBits(words.reshape(cout, kh, kw, -1), cin))
+        tap_sums = jnp.transpose(jnp.sum(signs, axis=-1, keepdims=True), (1, 2, 3, 0))
+        return cls(words, tap_sums, tuple(shape))
+
 
 jax.tree_util.register_dataclass(
     PackedKernel, data_fields=["words", "tap_sums", "panels"], meta_fields=["shape"]
@@ -287,26 +297,29 @@ def xnor_conv2d(
         and backend_lib.resolve(backend, has_native=True) == "native"
         and cpu.panel_isa(isa) is not None
     )
+    # The matmul fuses the transform unless the padding correction must come first.
+    fused = None if correct or native_conv else transform
     if native_conv:  # patches gathered inside the kernel, no patch matrix
         out = cpu.conv2d_panels(
             x.words, kernel.panels, kernel.k, cout, (kh, kw), strides, pads, (ho, wo), isa
         )
-        out = (out if correct else apply_transform(out, transform)).reshape(n, ho, wo, cout)
     else:
         cols = patches.patches(x.words, (kh, kw), strides, pads)  # padded words are 0 → +1
         out = xnor_matmul(
             PackedBits(cols.reshape(n * ho * wo, -1), kernel.k),
             PackedBits(kernel.words, kernel.k),
-            None if correct else transform,  # fused in the kernel unless a correction comes first
+            fused,
             backend=backend,
             block_m=block_m,
             block_n=block_n,
             popcount=popcount,
             isa=isa,
             b_panels=kernel.panels,
-        ).reshape(n, ho, wo, cout)
+        )
+    out = out.reshape(n, ho, wo, cout)
     if correct:
-        out = out - _pad_correction(kernel, x.words.shape[1:3], strides, pads)
+        out = out - _pad_correction(kernel, (h, w), strides, pads)
+    if fused is None:
         out = apply_transform(out, transform)
     return bitpack.pack(out) if packed_output else out
 

@@ -121,8 +121,21 @@ def get(name: str, **kwargs):
     return REGISTRY.get(name, **kwargs)
 
 
+def from_ref(ref: dict):
+    """A model from its JSON-able description ``{name, num_classes, quant: {kernel, inputs,
+    scale, pad_value, adder}, kwargs}``: what a training config names and an export manifest
+    stores. JSON lists become tuples (Linen attributes must be hashable)."""
+
+    def tuples(v):
+        return tuple(tuples(e) for e in v) if isinstance(v, list) else v
+
+    kwargs = {k: tuples(v) for k, v in ref.get("kwargs", {}).items()}
+    spec = QuantSpec(**ref.get("quant", {}))
+    return get(ref["name"], num_classes=ref["num_classes"], quant=spec, **kwargs)
+
+
 def available() -> list[str]:
     return REGISTRY.available()
 
 
-__all__ = ["FLOAT", "QuantSpec", "available", "blocks", "get"]
+__all__ = ["FLOAT", "QuantSpec", "available", "blocks", "from_ref", "get"]

@@ -16,18 +16,26 @@ from bnnlab.train import checkpoint
 CONFIG_FILE = "config.json"
 
 
+def model_ref(config, num_classes: int) -> dict:
+    """The JSON-able description of the model a config names (``models.from_ref``)."""
+    q = config.quant
+    return dict(
+        name=config.model_name,
+        num_classes=num_classes,
+        quant=dict(
+            kernel=q.kernel,
+            inputs=q.inputs,
+            scale=q.scale,
+            pad_value=q.pad_value,
+            adder=q.get("adder", False),
+        ),
+        kwargs=config.model.to_dict(),
+    )
+
+
 def build_model(config, num_classes: int):
     """The model a config describes (``quant`` fields of None give the float baseline)."""
-    quant = models.QuantSpec(
-        kernel=config.quant.kernel,
-        inputs=config.quant.inputs,
-        scale=config.quant.scale,
-        pad_value=config.quant.pad_value,
-        adder=config.quant.get("adder", False),
-    )
-    return models.get(
-        config.model_name, num_classes=num_classes, quant=quant, **config.model.to_dict()
-    )
+    return models.from_ref(model_ref(config, num_classes))
 
 
 def save_config(config, workdir: str | pathlib.Path) -> None:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bnnlab import export
+from bnnlab import export, models
 from bnnlab.kernels import backend as backend_lib
 from bnnlab.kernels import bitpack, cpu, xnor
 
@@ -178,7 +178,7 @@ def test_export_runs_native_by_default(tmp_path, monkeypatch):
         quant=dict(kernel="ste_sign", inputs="ste_sign"),
         kwargs=dict(width=0.5),
     )
-    model = export.build_model(ref)
+    model = models.from_ref(ref)
     x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
     variables = model.init(jax.random.key(1), x, train=False)
     variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}

@@ -118,7 +118,7 @@ void TileScalar(const Args& p, int64_t i0, int64_t j0) {
       p.out[(i0 + i) * p.n + j0 + j] = p.k - 2 * static_cast<int32_t>(acc[i][j]);
 }
 
-// --------------------------------------------------------------------------------- AVX2
+// ------------------------------------------------------------------- AVX2 popcount per byte
 
 __attribute__((target("avx2"))) inline __m256i ByteCounts(__m256i v) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
@@ -130,15 +130,13 @@ __attribute__((target("avx2"))) inline __m256i ByteCounts(__m256i v) {
   return _mm256_add_epi8(lo, hi);
 }
 
-// ------------------------------------------------------------------------------ AVX-512
+// --------------------------------------------------------------------- panels (AVX-512, AVX2)
 //
-// Vectorised over output columns, so no horizontal reduction is ever needed (with K of a few
-// hundred bits, reducing 16 accumulators per micro-tile cost more than the popcounts): `b` is
-// first re-laid out as panels of 8 columns, K-major, one 64-bit word per lane
-// (panel[g][t][lane] = 64 bits t of column 8g + lane); then each 64-bit word of a row of `a`
-// is broadcast and XORed with a whole panel row, acc[lane] += VPOPCNTQ(...).
-
-#define BNNLAB_AVX512 __attribute__((target("avx512f,avx512vl,avx512vpopcntdq")))
+// The vector paths work across output columns, so no horizontal reduction is ever needed
+// (with K of a few hundred bits, reducing 16 accumulators per micro-tile cost more than the
+// popcounts): `b` is laid out as panels of 8 columns, K-major, one 64-bit word per lane
+// (panel[g][t][lane] = 64 bits t of column 8g + lane); each 64-bit word of a row of `a` is
+// broadcast and XORed with a whole panel row, acc[lane] += popcount(...).
 
 // 64-bit word t of a row of `w` 32-bit words (the odd last word has a zero high half).
 inline uint64_t Word64(const uint32_t* row, int64_t w, int64_t t) {
@@ -164,7 +162,10 @@ void PackPanels(const Args& p, int64_t w64, uint64_t* panel) {
   });
 }
 
-// `rows`: the MR rows of `a` (for a convolution, gathered patches) that output rows i0.. use.
+#define BNNLAB_AVX512 __attribute__((target("avx512f,avx512vl,avx512vpopcntdq")))
+
+// AVX-512: 8 columns per zmm, VPOPCNTQ. `rows`: the MR rows of `a` (for a convolution,
+// gathered patches) that output rows i0.. use.
 template <int MR, int NV>
 BNNLAB_AVX512 void TileAvx512(const Args& p, const uint64_t* panel, int64_t w64,
                               const uint32_t* const* rows, int64_t i0, int64_t g0) {
@@ -172,17 +173,11 @@ BNNLAB_AVX512 void TileAvx512(const Args& p, const uint64_t* panel, int64_t w64,
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   const int64_t stride = w64 * 8;  // uint64s between consecutive panels
-  const int64_t whole = p.w / 2;   // 64-bit words with both halves in range
   for (int64_t t = 0; t < w64; ++t) {
     __m512i bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_si512(panel + (g0 + v) * stride + t * 8);
     for (int i = 0; i < MR; ++i) {
-      uint64_t word;
-      if (t < whole) {
-        std::memcpy(&word, rows[i] + 2 * t, 8);
-      } else {
-        word = rows[i][2 * t];
-      }
+      const uint64_t word = Word64(rows[i], p.w, t);
       const __m512i av = _mm512_set1_epi64(static_cast<long long>(word));
       for (int v = 0; v < NV; ++v)
         acc[i][v] = _mm512_add_epi64(acc[i][v], _mm512_popcnt_epi64(_mm512_xor_si512(av, bv[v])));
@@ -228,7 +223,6 @@ __attribute__((target("avx2"))) void TilePanelAvx2(const Args& p, const uint64_t
     for (int v = 0; v < NV; ++v) acc[i][v][0] = acc[i][v][1] = _mm256_setzero_si256();
   const __m256i zero = _mm256_setzero_si256();
   const int64_t stride = w64 * 8;
-  const int64_t whole = p.w / 2;
   for (int64_t t = 0; t < w64; ++t) {
     __m256i bv[NV][2];
     for (int v = 0; v < NV; ++v)
@@ -236,12 +230,7 @@ __attribute__((target("avx2"))) void TilePanelAvx2(const Args& p, const uint64_t
         bv[v][h] = _mm256_loadu_si256(
             reinterpret_cast<const __m256i*>(panel + (g0 + v) * stride + t * 8 + 4 * h));
     for (int i = 0; i < MR; ++i) {
-      uint64_t word;
-      if (t < whole) {
-        std::memcpy(&word, rows[i] + 2 * t, 8);
-      } else {
-        word = rows[i][2 * t];
-      }
+      const uint64_t word = Word64(rows[i], p.w, t);
       const __m256i av = _mm256_set1_epi64x(static_cast<long long>(word));
       for (int v = 0; v < NV; ++v)
         for (int h = 0; h < 2; ++h)
@@ -348,21 +337,18 @@ void RunPanelsIsa(int64_t isa, const Args& p, const uint64_t* prepacked,
   }
 }
 
-// ------------------------------------------------------------------------------- driver
+// ------------------------------------------------------------------------ scalar driver, FFI
 
 using TileFn = void (*)(const Args&, int64_t, int64_t);
 
-#define BNNLAB_TILE_TABLE(NAME)                                                       \
-  const TileFn NAME##Table[kMr][kNr] = {                                              \
-      {NAME<1, 1>, NAME<1, 2>, NAME<1, 3>, NAME<1, 4>},                               \
-      {NAME<2, 1>, NAME<2, 2>, NAME<2, 3>, NAME<2, 4>},                               \
-      {NAME<3, 1>, NAME<3, 2>, NAME<3, 3>, NAME<3, 4>},                               \
-      {NAME<4, 1>, NAME<4, 2>, NAME<4, 3>, NAME<4, 4>},                               \
-  };
+const TileFn TileScalarTable[kMr][kNr] = {
+    {TileScalar<1, 1>, TileScalar<1, 2>, TileScalar<1, 3>, TileScalar<1, 4>},
+    {TileScalar<2, 1>, TileScalar<2, 2>, TileScalar<2, 3>, TileScalar<2, 4>},
+    {TileScalar<3, 1>, TileScalar<3, 2>, TileScalar<3, 3>, TileScalar<3, 4>},
+    {TileScalar<4, 1>, TileScalar<4, 2>, TileScalar<4, 3>, TileScalar<4, 4>},
+};
 
-BNNLAB_TILE_TABLE(TileScalar)
-
-void Run(const Args& p, const TileFn (*table)[kNr]) {
+void RunScalar(const Args& p) {
   const int64_t tasks_m = (p.m + kTaskM - 1) / kTaskM;
   const int64_t tasks_n = (p.n + kTaskN - 1) / kTaskN;
   ParallelFor(p.pool, tasks_m * tasks_n, p.m * p.n * p.w >= kParallelWork, [&](int64_t task) {
@@ -373,7 +359,7 @@ void Run(const Args& p, const TileFn (*table)[kNr]) {
       const int mr = static_cast<int>(std::min<int64_t>(kMr, i_end - i0));
       for (int64_t j0 = tn * kTaskN; j0 < j_end; j0 += kNr) {
         const int nr = static_cast<int>(std::min<int64_t>(kNr, j_end - j0));
-        table[mr - 1][nr - 1](p, i0, j0);
+        TileScalarTable[mr - 1][nr - 1](p, i0, j0);
       }
     }
   });
@@ -403,20 +389,20 @@ ffi::Error XnorMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> a, ffi::Buffer
                static_cast<int32_t>(k), &pool};
   if (p.m == 0 || p.n == 0) return ffi::Error::Success();
   if (isa == kScalar) {
-    Run(p, TileScalarTable);
+    RunScalar(p);
   } else {
     RunPanelsIsa(isa, p, nullptr);
   }
   return ffi::Error::Success();
 }
 
-// The AVX-512 or AVX2 panel path (`isa` 3 or 2) with `b` given as panels (G, W64 * 16) uint32 = (G, W64, 8) uint64, the
-// layout bnnlab.kernels.cpu.panels builds; `n` is b's true row count.
-// Checks that `isa` names a panel path (AVX2 or AVX-512) this CPU runs.
+// Whether `isa` names a panel path (AVX2 or AVX-512) this CPU runs.
 bool PanelIsaOk(int64_t isa) {
   return (isa == kAvx2 || isa == kAvx512) && (Supported() & (int64_t{1} << isa));
 }
 
+// The panel path `isa` (2 AVX2, 3 AVX-512) with `b` given as panels (G, W64 * 16) uint32 =
+// (G, W64, 8) uint64, the layout bnnlab.kernels.cpu.panels builds; `n` is b's true row count.
 ffi::Error XnorMatmulPanels(ffi::ThreadPool pool, ffi::Buffer<ffi::U32> a,
                             ffi::Buffer<ffi::U32> panels, ffi::ResultBuffer<ffi::S32> out,
                             int64_t k, int64_t n, int64_t isa) {
