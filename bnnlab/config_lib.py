@@ -56,6 +56,11 @@ def base() -> mlc.ConfigDict:
     c.schedule = "cosine"  # SCHEDULES
     c.schedule_unit = "epoch"  # lr and quantizer schedules change per epoch (as the papers)
     c.warmup_epochs = 0
+    # The lr schedule is evaluated at epoch t + lr_epoch_offset of a schedule lr_schedule_epochs
+    # long (-1: num_epochs), to match released loops that step their scheduler before an epoch
+    # (ReActNet, Bi-Real: epoch t trains at lr(t + 1)) or start counting at 1 (AdderNet).
+    c.lr_epoch_offset = 0
+    c.lr_schedule_epochs = -1
     c.lr_boundaries = ()  # piecewise: epochs where the lr changes
     c.lr_values = ()  # piecewise: lr before the first boundary, then after each
     c.weight_decay = 5e-4
@@ -159,13 +164,21 @@ def imagenet(
 
 
 def adam_linear(c: mlc.ConfigDict, *, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
-    """Bi-Real/ReActNet's optimizer: Adam with the lr decayed linearly to 0, per step."""
+    """Bi-Real/ReActNet's optimizer as released: Adam with LambdaLR(1 − e/T) stepped at the
+    *start* of each epoch, so epoch t trains at lr·(1 − (t + 1)/T) (the last one at 0)."""
     c.optimizer = "adam"
     c.lr = lr
     c.schedule = "linear"
-    c.schedule_unit = "step"
+    c.schedule_unit = "epoch"
+    c.lr_epoch_offset = 1
     c.warmup_epochs = 0
     c.weight_decay = weight_decay
+
+
+def torch_batch_norm(c: mlc.ConfigDict) -> None:
+    """BatchNorm as ``torch.nn.BatchNorm2d`` (the released code of every recipe here): the
+    running variance is updated with the unbiased batch variance (momentum 0.1 ≙ Flax 0.9)."""
+    c.model.bn_running_var = "unbiased"
 
 
 def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None) -> None:
@@ -178,6 +191,8 @@ def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None)
     c.image_size = None
     c.batch_size = 64
     c.eval_batch_size = 120
+    if c.lr_schedule_epochs > 0:  # keep a released schedule's offset from the epoch count
+        c.lr_schedule_epochs = epochs + (c.lr_schedule_epochs - c.num_epochs)
     c.num_epochs = epochs
     c.total_steps = -1
     c.warmup_epochs = min(c.warmup_epochs, 2)
@@ -237,6 +252,13 @@ def validate(c: mlc.ConfigDict) -> None:
             f"config.checkpoint_every_steps ({c.checkpoint_every_steps}) must be a multiple of "
             f"config.log_every_steps ({c.log_every_steps}), so a resumed run logs the same "
             "metrics as an uninterrupted one."
+        )
+    if c.lr_epoch_offset < 0:
+        raise ValueError(f"config.lr_epoch_offset must be >= 0, got {c.lr_epoch_offset}.")
+    if not (c.lr_schedule_epochs == -1 or c.lr_schedule_epochs > 0):
+        raise ValueError(
+            f"config.lr_schedule_epochs must be -1 (= num_epochs) or > 0, got "
+            f"{c.lr_schedule_epochs}."
         )
     if c.schedule == "piecewise" and len(c.lr_values) != len(c.lr_boundaries) + 1:
         raise ValueError(

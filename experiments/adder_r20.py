@@ -4,7 +4,11 @@ arXiv 1912.13200), following huawei-noah/AdderNet.
 Every 3×3 conv and the 1×1 downsample of the CIFAR ResNet-20 compute Y = −Σ|X − F| (padded taps
 count |F|), with the full-precision filter gradient X − F, the HardTanh-clipped input gradient
 and the adaptive per-layer gradient scaling η·√k/‖g‖ (η = 0.2); the first conv and the
-classifier stay multiplicative, BatchNorm follows every adder layer and the logits.
+classifier stay multiplicative, BatchNorm follows every adder layer and the logits. The
+training loop is the released one: epochs t = 1 … 399 at lr(t) = 0.05·(1 + cos(πt/400)) (lr
+0.1 is never used), weight decay 5e-4 on every parameter, CIFAR normalised with the std
+(0.2023, 0.1994, 0.2010) of the released script, PyTorch's BatchNorm running variance. See
+docs/recipes.md.
 
 Command (CIFAR-10):
   python -m bnnlab.main --config=experiments/adder_r20.py --workdir=workdirs/adder_r20
@@ -36,15 +40,21 @@ VARIANTS = (
 def get_config(arg=None):
     arg = config_lib.parse_arg(arg, imagenet=False, r18=False, float=False, runlocal=False)
     c = config_lib.base()
+    config_lib.torch_batch_norm(c)
     c.quant.adder = not arg.float
     c.adder_eta = 0.2
-    # lr(t) = 0.05·(1 + cos(πt/T)): cosine from 0.1 without warm-up; decay on adder weights too.
-    config_lib.sgd_cosine(c, epochs=400, weight_decay=5e-4, warmup_epochs=0)
+    # lr(t) = 0.05·(1 + cos(πt/400)) for epochs t = 1 … 399 (the released loop starts at 1);
+    # decay on adder weights too.
+    config_lib.sgd_cosine(c, epochs=399, weight_decay=5e-4, warmup_epochs=0)
+    c.lr_epoch_offset = 1
+    c.lr_schedule_epochs = 400
     config_lib.cifar10(c)
-    c.normalization = "cifar"  # the reference normalises with CIFAR statistics
+    c.normalization = "cifar_legacy"  # the released script's (0.2023, 0.1994, 0.2010) std
     c.model_name = "resnet20"
     if arg.imagenet:
         config_lib.sgd_cosine(c, epochs=150, weight_decay=1e-4, warmup_epochs=0)
+        c.lr_epoch_offset = 0
+        c.lr_schedule_epochs = -1
         config_lib.imagenet(c, batch_size=256)
         c.normalization = ""
         c.model_name = "resnet18" if arg.r18 else "resnet50"

@@ -18,6 +18,7 @@ VARIANTS = ("", "runlocal", "imagenet", "imagenet,r34", "imagenet,runlocal")
 def get_config(arg=None):
     arg = config_lib.parse_arg(arg, imagenet=False, r34=False, runlocal=False)
     c = config_lib.base()
+    config_lib.torch_batch_norm(c)
     c.quant.kernel = "magnitude_aware_sign"
     c.quant.inputs = "approx_sign"
     c.model_name = "resnet34_imagenet" if arg.r34 else "resnet18_imagenet"

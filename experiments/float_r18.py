@@ -31,6 +31,7 @@ VARIANTS = (
 def get_config(arg=None):
     arg = config_lib.parse_arg(arg, imagenet=False, r20=False, vgg=False, runlocal=False)
     c = config_lib.base()
+    config_lib.torch_batch_norm(c)
     config_lib.sgd_cosine(c, epochs=200, weight_decay=5e-4)
     config_lib.cifar10(c)
     c.model_name = "resnet20_cifar" if arg.r20 else "vgg_small" if arg.vgg else "resnet18_cifar"

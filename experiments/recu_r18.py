@@ -3,8 +3,11 @@ arXiv 2103.12369).
 
 Binary weights and activations following the authors' released code (z-hXu/ReCU): per-filter
 balanced weights standardised to std 2√2, the gradient clamped at the Laplace quantile Q(τ)
-with τ scheduled 0.85 → 0.99 by the exponential scheduler, activations scaled per sample in
-training, learnable α initialised U[0, 1), weight decay on all parameters.
+with τ scheduled 0.85 → 0.99 by the exponential scheduler (set at the start of each epoch),
+activations scaled per sample in training, learnable α initialised U[0, 1), weight decay on all
+parameters (one group), warm-up + cosine stepped per epoch, PyTorch's BatchNorm running
+variance, CIFAR normalised with ImageNet statistics — the released training step. See
+docs/recipes.md.
 
 Command (CIFAR-10, ResNet-18, standard blocks, parameter-free downsample):
   python -m bnnlab.main --config=experiments/recu_r18.py --workdir=workdirs/recu_r18
@@ -45,6 +48,7 @@ def get_config(arg=None):
         arg, imagenet=False, r20=False, vgg=False, r34=False, reactnet=False, runlocal=False
     )
     c = config_lib.base()
+    config_lib.torch_batch_norm(c)
     c.quant.kernel = "recu(tau_min=0.85, tau_max=0.99)"
     c.quant.inputs = "recu_act"
     c.quant.scale = "uniform"

@@ -19,6 +19,7 @@ VARIANTS = ("", "runlocal", "imagenet", "imagenet,runlocal")
 def get_config(arg=None):
     arg = config_lib.parse_arg(arg, imagenet=False, runlocal=False)
     c = config_lib.base()
+    config_lib.torch_batch_norm(c)
     c.quant.kernel = "xnor_sign"
     c.quant.inputs = "ste_sign"
     if arg.imagenet:

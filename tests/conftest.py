@@ -24,3 +24,20 @@ jax.config.update("jax_disable_most_optimizations", True)
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="bnnlab-jax-cache-"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def xla_optimizations():
+    """Compile with XLA's full optimisation pipeline for one test.
+
+    The suite turns most optimisations off to compile faster, but fusion and LLVM's FMA
+    contraction are exactly what recompute a float differently in different places; tests of
+    jit-time numerics (SiMaN's code, AdderNet's gradients) must see them.
+    """
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", True)

@@ -90,3 +90,34 @@ def test_paper_settings():
     assert (c.num_epochs, c.batch_size, c.weight_decay) == (600, 256, 5e-4)
     assert c.quant.kernel.startswith("recu(tau_min=0.85, tau_max=0.99")
     assert recu.get_config("imagenet").model.bn_gamma_init == 1e-8
+
+
+def recipe(stem):
+    return load(EXPERIMENTS[[p.stem for p in EXPERIMENTS].index(stem)])
+
+
+@pytest.mark.parametrize(
+    "stem", ["simaN_r18", "recu_r18", "adder_r20", "reactnet_r18", "bireal_r18", "xnor_r18"]
+)
+def test_recipes_use_pytorchs_batch_norm(stem):
+    """The released code of every recipe is PyTorch: BatchNorm stores the unbiased variance."""
+    for arg in (None, "runlocal"):
+        assert recipe(stem).get_config(arg).model.bn_running_var == "unbiased", (stem, arg)
+
+
+def test_released_training_loops():
+    """Settings of the released training steps (see docs/recipes.md)."""
+    adder = recipe("adder_r20").get_config()
+    # Epochs t = 1 … 399 at 0.05·(1 + cos(πt/400)); the released script's CIFAR std.
+    assert (adder.num_epochs, adder.lr_epoch_offset, adder.lr_schedule_epochs) == (399, 1, 400)
+    assert adder.warmup_epochs == 0 and adder.normalization == "cifar_legacy"
+    local = recipe("adder_r20").get_config("runlocal")
+    assert local.lr_schedule_epochs == local.num_epochs + 1
+    for stem in ("reactnet_r18", "bireal_r18"):
+        c = recipe(stem).get_config()  # LambdaLR stepped at the start of each epoch
+        assert (c.schedule, c.schedule_unit, c.lr_epoch_offset) == ("linear", "epoch", 1)
+    simaN = recipe("simaN_r18")
+    assert simaN.get_config().weight_decay_rules == ((r".*/shortcut/conv/(kernel|scale)", 5e-4),)
+    assert simaN.get_config("paper_decay").weight_decay_rules == ()
+    assert simaN.get_config().quant.kernel == "siman"  # the median tie rule by default
+    assert simaN.get_config("exact_half").quant.kernel == "siman(ties='exact_half')"

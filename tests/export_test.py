@@ -94,6 +94,7 @@ def test_interpreted_pallas_kernels_run_the_export(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_float_and_adder_models_export_unpacked(tmp_path):
     for name in ("float_r18", "adder_r20"):
         ref, model, variables, shape, x = model_and_variables(recipe(name), batch=2)
@@ -106,6 +107,7 @@ def test_float_and_adder_models_export_unpacked(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_runlocal_run_exports_with_equal_predictions(tmp_path):
     # experiments/smoke.py: the runlocal setting (digits) with a tiny SiMaN Bi-Real ResNet, 16
     # steps; the full runlocal recipes are checked with `python -m bnnlab.export` (README).

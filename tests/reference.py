@@ -47,3 +47,32 @@ def approx_sign_grad(x):
 
 def laplace(rng, shape, b):
     return rng.laplace(0.0, b, size=shape).astype(np.float32)
+
+
+def siman_code(w_hat_columns, ties="median"):
+    """SiMaN's {0, 1} code per column of |Ŵ| (n, C), by sorting each column.
+
+    ``median``: 1{|x| > lower median} (torch.median's lower middle element, the released code).
+    ``exact_half``: the ⌊n/2⌋ largest, ties at the median going to earlier rows.
+    """
+    x = np.abs(np.asarray(w_hat_columns, np.float64))
+    n, c = x.shape
+    if ties == "median":
+        return (x > np.sort(x, axis=0)[(n - 1) // 2]).astype(np.float32)
+    rows = np.broadcast_to(np.arange(n), (c, n))
+    order = np.lexsort((-rows, x.T), axis=-1)  # by |x| ascending, then later rows first
+    code = np.zeros((c, n), np.float32)
+    np.put_along_axis(code, order[:, n - n // 2 :], 1.0, axis=-1)
+    return code.T
+
+
+def torch_batch_norm_update(running_mean, running_var, x, momentum=0.1):
+    """PyTorch's BatchNorm running-statistics update (momentum = weight of the new batch),
+    with the *unbiased* batch variance, over every axis but the last."""
+    flat = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
+    mean = flat.mean(0)
+    var_unbiased = flat.var(0, ddof=1)
+    return (
+        (1 - momentum) * running_mean + momentum * mean,
+        (1 - momentum) * running_var + momentum * var_unbiased,
+    )

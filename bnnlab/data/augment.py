@@ -12,6 +12,9 @@ NORMALIZATIONS = {
     # ReCU and SiMaN normalise CIFAR with ImageNet statistics; so does everything ImageNet.
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "cifar": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    # The std many PyTorch CIFAR scripts use, AdderNet's released code among them (it is not the
+    # per-pixel std of CIFAR-10, which "cifar" gives).
+    "cifar_legacy": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
     "half": ((0.5,), (0.5,)),  # the reconfigurable-BNN code's grayscale normalisation
     "digits": ((0.3049,), (0.3759,)),  # train-split mean/std of the embedded digits
     "none": ((0.0,), (1.0,)),

@@ -3,11 +3,13 @@
 from bnnlab.layers import inventory
 from bnnlab.layers.activations import PReLU, RPReLU, RSign, hardtanh
 from bnnlab.layers.adder import AdderConv
+from bnnlab.layers.batch_norm import BatchNorm
 from bnnlab.layers.inventory import QuantizedLayer
 from bnnlab.layers.quantized import QuantConv, QuantDense
 
 __all__ = [
     "AdderConv",
+    "BatchNorm",
     "PReLU",
     "QuantConv",
     "QuantDense",

@@ -112,8 +112,9 @@ def quantize(
     """Applies ``q`` inside ``module``, creating its learnable arrays and stored state.
 
     Learnable arrays become params named ``{role}_{name}`` (e.g. ``kernel_step``); stored state
-    lives in the ``quant_state`` collection as ``{role}_state`` and is refreshed in training
-    when that collection is mutable.
+    lives in the ``quant_state`` collection as ``{role}_state``. In training the state is
+    recomputed (``q.next_state``), used by the forward and stored when that collection is
+    mutable; in eval the stored state is used.
     """
     if q is None:
         return x
@@ -122,13 +123,15 @@ def quantize(
         kwargs[name] = module.param(f"{role}_{name}", lambda _, n=name: q.init_learnable(x)[n])
     if q.stateful:
         state = module.variable(STATE_COLLECTION, f"{role}_state", q.init_state, x)
-        if (
-            train
-            and module.is_mutable_collection(STATE_COLLECTION)
-            and not (module.is_initializing())
-        ):
-            state.value = q.next_state(x, progress=progress)
-        kwargs["state"] = state.value
+        if train:
+            # Computed once: the forward and the stored state are the same array (two
+            # computations of a discrete state may differ by XLA's per-fusion rounding).
+            fresh = q.next_state(x, progress=progress)
+            if module.is_mutable_collection(STATE_COLLECTION) and not module.is_initializing():
+                state.value = fresh
+            kwargs["state"] = fresh
+        else:
+            kwargs["state"] = state.value
     return q(x, progress=progress, train=train, **kwargs)
 
 

@@ -3,8 +3,11 @@ shortcuts.
 
 Conventions taken from the papers' PyTorch code: 3×3 convs pad symmetrically by k // 2 (so a
 stride-2 conv on an odd input rounds up, unlike Flax's 'SAME'), convs have no bias (BatchNorm
-follows), BatchNorm uses PyTorch's momentum 0.1 (Flax momentum 0.9) and ε = 1e-5, and the first
-conv and the classifier always stay full precision.
+follows), BatchNorm uses PyTorch's momentum 0.1 (written as Flax's momentum 0.9: Flax weights
+the old average, PyTorch the new batch) and ε = 1e-5 with a two-pass batch variance, the
+running-variance rule is a model option (``NormSpec.running_var``: PyTorch's unbiased update
+in the recipes that replicate released code), and the first conv and the classifier always
+stay full precision.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from flax.linen import initializers
 
 from bnnlab import quant
 from bnnlab.layers import activations, adder, quantized
+from bnnlab.layers import batch_norm as batch_norm_lib
 
 ACTIVATIONS = ("hardtanh", "relu", "prelu", "rprelu", "identity")
 SHORTCUTS = ("avgpool_pad", "subsample_pad", "block_conv", "fp_conv", "avgpool_fp_conv")
@@ -86,18 +90,36 @@ def conv(spec: QuantSpec, features: int, kernel: int, strides: int = 1, name: st
     )
 
 
-def batch_norm(
-    train: bool, gamma_init: float = 1.0, name: str | None = None, frozen: bool = False
-) -> nn.BatchNorm:
-    """BatchNorm; ``frozen`` uses (and keeps) the running statistics even in training, the
-    usual practice when fine-tuning a CNN backbone (which AdderNet backbones should avoid)."""
-    return nn.BatchNorm(
-        use_running_average=frozen or not train,
-        momentum=0.9,
-        epsilon=1e-5,
-        scale_init=initializers.constant(gamma_init),
-        name=name,
-    )
+@dataclasses.dataclass(frozen=True)
+class NormSpec:
+    """How a model's BatchNorms behave.
+
+    gamma_init: initial γ (1e-8 in ReCU/SiMaN's ImageNet code);
+    frozen: use (and keep) the running statistics even in training, the usual practice when
+      fine-tuning a CNN backbone (which AdderNet backbones should avoid);
+    running_var: ``"biased"`` (Flax's update) or ``"unbiased"`` (PyTorch's: the stored variance
+      is the batch variance times m/(m − 1), m values per channel), see
+      ``bnnlab.layers.batch_norm``.
+    """
+
+    gamma_init: float = 1.0
+    frozen: bool = False
+    running_var: str = "biased"
+
+    def __post_init__(self):
+        batch_norm_lib.check_running_var(self.running_var)
+
+    def __call__(self, train: bool, name: str | None = None, gamma_init: float | None = None):
+        """A BatchNorm over the last axis with PyTorch's momentum 0.1 (Flax ρ = 0.9), ε = 1e-5."""
+        gamma = self.gamma_init if gamma_init is None else gamma_init
+        return batch_norm_lib.BatchNorm(
+            use_running_average=self.frozen or not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            scale_init=initializers.constant(gamma),
+            running_var=self.running_var,
+            name=name,
+        )
 
 
 class Activation(nn.Module):
@@ -149,8 +171,7 @@ class Shortcut(nn.Module):
     features: int
     strides: int
     spec: QuantSpec = FLOAT
-    gamma_init: float = 1.0
-    frozen_bn: bool = False
+    norm: NormSpec = NormSpec()
 
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
@@ -166,4 +187,4 @@ class Shortcut(nn.Module):
         if self.kind == "avgpool_fp_conv" and self.strides != 1:
             x, strides = avg_pool2(x), 1
         x = conv(spec, self.features, 1, strides, name="conv")(x, train=train, progress=progress)
-        return batch_norm(train, self.gamma_init, name="bn", frozen=self.frozen_bn)(x)
+        return self.norm(train, name="bn")(x)

@@ -30,14 +30,13 @@ class Stem(nn.Module):
     features: int
     imagenet: bool
     act: str | None
-    gamma_init: float = 1.0
-    frozen_bn: bool = False
+    norm: blocks.NormSpec = blocks.NormSpec()
 
     @nn.compact
     def __call__(self, x, train: bool):
         kernel, strides = (7, 2) if self.imagenet else (3, 1)
         x = blocks.conv(FLOAT, self.features, kernel, strides, name="conv")(x, train=train)
-        x = blocks.batch_norm(train, self.gamma_init, name="bn", frozen=self.frozen_bn)(x)
+        x = self.norm(train, name="bn")(x)
         if self.act is not None:
             x = blocks.Activation(self.act, name="act")(x)
         if self.imagenet:
@@ -53,16 +52,16 @@ class Head(nn.Module):
     batch_norm: bool
     logits_bn: bool = False
     fc_bias: bool = True
-    frozen_bn: bool = False
+    norm: blocks.NormSpec = blocks.NormSpec()
 
     @nn.compact
     def __call__(self, x, train: bool):
         x = x.mean(axis=(1, 2))
         if self.batch_norm:
-            x = blocks.batch_norm(train, name="bn", frozen=self.frozen_bn)(x)
+            x = self.norm(train, name="bn", gamma_init=1.0)(x)
         x = nn.Dense(self.num_classes, use_bias=self.fc_bias, name="fc")(x)
         if self.logits_bn:
-            x = blocks.batch_norm(train, name="logits_bn", frozen=self.frozen_bn)(x)
+            x = self.norm(train, name="logits_bn", gamma_init=1.0)(x)
         return x
 
 
@@ -74,21 +73,11 @@ class _Block(nn.Module):
     spec: QuantSpec
     act: str
     shortcut: str
-    gamma_init: float = 1.0
-    frozen_bn: bool = False
-
-    def norm(self, train, name):
-        return blocks.batch_norm(train, self.gamma_init, name=name, frozen=self.frozen_bn)
+    norm: blocks.NormSpec = blocks.NormSpec()
 
     def skip(self, x, features, train, progress):
         return blocks.Shortcut(
-            self.shortcut,
-            features,
-            self.strides,
-            self.spec,
-            self.gamma_init,
-            self.frozen_bn,
-            name="shortcut",
+            self.shortcut, features, self.strides, self.spec, self.norm, name="shortcut"
         )(x, train=train, progress=progress)
 
 
@@ -160,6 +149,8 @@ class ResNet(nn.Module):
       bn_gamma_init: initial BatchNorm γ of stem and blocks (1e-8 in ReCU/SiMaN ImageNet code).
       frozen_bn: keep every BatchNorm at its running statistics, also in training (fine-tuning
         a CNN backbone; the AdderNet detection paper keeps them updating for adder backbones).
+      bn_running_var: ``"biased"`` (Flax) or ``"unbiased"`` (PyTorch) running-variance update
+        (``blocks.NormSpec``); the recipes that replicate PyTorch code use ``"unbiased"``.
       width: channel multiplier for small runs.
     """
 
@@ -178,6 +169,7 @@ class ResNet(nn.Module):
     fc_bias: bool = True
     bn_gamma_init: float = 1.0
     frozen_bn: bool = False
+    bn_running_var: str = "biased"
     width: float = 1.0
 
     @nn.compact
@@ -185,15 +177,9 @@ class ResNet(nn.Module):
         blocks.check_choice("activation", self.act, blocks.ACTIVATIONS)
         blocks.check_choice("shortcut", self.shortcut, blocks.SHORTCUTS)
         blocks.check_choice("block", self.block, BLOCKS)
+        norm = blocks.NormSpec(self.bn_gamma_init, self.frozen_bn, self.bn_running_var)
         features = [blocks.channels(f, self.width) for f in self.stage_features]
-        x = Stem(
-            features[0],
-            self.imagenet,
-            self.stem_act,
-            self.bn_gamma_init,
-            self.frozen_bn,
-            name="stem",
-        )(x, train)
+        x = Stem(features[0], self.imagenet, self.stem_act, norm, name="stem")(x, train)
         make = {
             "basic": BasicBlock,
             "bottleneck": Bottleneck,
@@ -209,15 +195,9 @@ class ResNet(nn.Module):
                     self.quant,
                     self.act,
                     self.shortcut,
-                    self.bn_gamma_init,
-                    self.frozen_bn,
+                    norm,
                     name=f"stage{i + 1}_{kind}{j + 1}",
                 )(x, train=train, progress=progress)
         return Head(
-            self.num_classes,
-            self.head_bn,
-            self.logits_bn,
-            self.fc_bias,
-            self.frozen_bn,
-            name="head",
+            self.num_classes, self.head_bn, self.logits_bn, self.fc_bias, norm, name="head"
         )(x, train)

@@ -20,11 +20,13 @@ class VGGSmall(nn.Module):
     num_classes: int = 10
     quant: QuantSpec = FLOAT
     act: str = "hardtanh"
+    bn_running_var: str = "biased"  # or "unbiased" (PyTorch), see blocks.NormSpec
     width: float = 1.0
 
     @nn.compact
     def __call__(self, x, train: bool = False, progress=None):
         blocks.check_choice("activation", self.act, blocks.ACTIVATIONS)
+        norm = blocks.NormSpec(running_var=self.bn_running_var)
         for i, f in enumerate(FEATURES):
             spec = FLOAT if i == 0 else self.quant
             x = blocks.conv(spec, blocks.channels(f, self.width), 3, name=f"conv{i}")(
@@ -32,6 +34,6 @@ class VGGSmall(nn.Module):
             )
             if i in POOL_AFTER:
                 x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
-            x = blocks.batch_norm(train, name=f"bn{i}")(x)
+            x = norm(train, name=f"bn{i}")(x)
             x = blocks.Activation(self.act, name=f"act{i}")(x)
         return nn.Dense(self.num_classes, name="fc")(x.reshape(x.shape[0], -1))

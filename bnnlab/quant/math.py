@@ -144,18 +144,90 @@ def kth_smallest(x: Array, k) -> Array:
     return jax.lax.bitcast_convert_type(lo, jnp.float32).astype(x.dtype)
 
 
-def first_true(mask: Array, count) -> Array:
-    """The first ``count`` True entries of each column of ``mask`` (n, *rest), by position.
+TIE_RULES = ("median", "exact_half")
 
-    Written as an order statistic over row indices rather than a prefix sum: on XLA:CPU
-    (jax 0.10.2) both ``jnp.cumsum`` and ``lax.associative_scan`` of a fused comparison
-    returned wrong prefix sums inside the SiMaN code.
+
+def upper_half_code(x: Array, ties: str = "median") -> Array:
+    r"""The {0, 1} code of the upper half of each column of non-negative ``x`` (n, *rest).
+
+    ``ties="median"``: B_i = 1{x_i > m}, m the lower median (the ((n − 1) // 2)-th smallest);
+    exactly ⌊n/2⌋ ones when the values are distinct, fewer when values tie with m.
+    ``ties="exact_half"``: the ⌊n/2⌋ largest, ties at m broken by position (earlier rows win),
+    so always exactly ⌊n/2⌋ ones.
+
+    The code is a discrete decision over a whole column (a rank), so every comparison that
+    decides it must read the same bits. A float recomputed in several XLA fusions can differ by
+    an ulp between them (on XLA:CPU, LLVM contracts w − mean into an FMA in some fusions and not
+    others; ``optimization_barrier`` is removed before fusion), and then the element at the
+    median ranks above it in one pass and below it in another: n/2 + 1 ones. So the values are
+    turned into int32 keys once and every decision is taken from one materialised buffer:
+    on CPU the operand of a single ``while`` loop that both finds the order statistic and emits
+    the code from its final comparison; elsewhere the output of one sort (GPU/TPU sort fast).
     """
-    n = mask.shape[0]
-    rows = jnp.arange(n, dtype=jnp.int32).reshape((n,) + (1,) * (mask.ndim - 1))
-    keys = jnp.where(mask, rows, n)
-    last = _bisect_kth(keys, jnp.maximum(count, 1) - 1, n, max(1, n.bit_length()))
-    return mask & (rows <= last) & (jnp.asarray(count) > 0)
+    check_tie_rule(ties)
+    x = jnp.asarray(x)
+    keys = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
+    code = jax.lax.platform_dependent(
+        keys,
+        cpu=functools.partial(_upper_half_by_bisection, ties=ties),
+        default=functools.partial(_upper_half_by_sort, ties=ties),
+    )
+    return code.astype(x.dtype)
+
+
+def check_tie_rule(ties: str) -> None:
+    if ties not in TIE_RULES:
+        raise ValueError(
+            f"ties must be one of {TIE_RULES} ('median': 1 for values above the lower median, "
+            f"as the SiMaN reference; 'exact_half': exactly half ones), got {ties!r}."
+        )
+
+
+def _upper_half_by_bisection(keys: Array, ties: str) -> Array:
+    """One loop: 31 bisection steps on the key value, then (``exact_half``) on the position
+    among ties, then one step at the converged threshold whose comparison is the code."""
+    n = keys.shape[0]
+    k = (n - 1) // 2  # the code is 1 exactly where (key, position) is above the k-th smallest
+    rows = jnp.arange(n, dtype=jnp.int32).reshape((n,) + (1,) * (keys.ndim - 1))
+    rank = (n - 1) - rows  # among equal keys, earlier rows rank higher
+    # Every non-negative int32 (+inf and NaN patterns included, so a NaN filter still gets
+    # exactly the rule's count) lies in [0, 2^31 − 1]: 31 halvings.
+    value_steps = 31
+    position_steps = (n - 1).bit_length() if ties == "exact_half" else 0
+    rest = keys.shape[1:]
+    full = functools.partial(jnp.full, rest, dtype=jnp.int32)
+    lo_p = full(0 if position_steps else n - 1)
+
+    def step(i, carry):
+        lo_v, hi_v, lo_p, hi_p, _ = carry
+        on_value = i < value_steps
+        mid_v = jnp.where(on_value, lo_v + (hi_v - lo_v) // 2, lo_v)
+        mid_p = jnp.where(on_value, n - 1, lo_p + (hi_p - lo_p) // 2)
+        below = (keys < mid_v[None]) | ((keys == mid_v[None]) & (rank <= mid_p[None]))
+        found = jnp.sum(below, axis=0, dtype=jnp.int32) >= k + 1
+        on_position = ~on_value
+        lo_v = jnp.where(on_value & ~found, mid_v + 1, lo_v)
+        hi_v = jnp.where(on_value & found, mid_v, hi_v)
+        lo_p = jnp.where(on_position & ~found, mid_p + 1, lo_p)
+        hi_p = jnp.where(on_position & found, mid_p, hi_p)
+        return lo_v, hi_v, lo_p, hi_p, ~below
+
+    init = (full(0), full(0x7FFFFFFF), lo_p, full(n - 1), jnp.zeros(keys.shape, bool))
+    return jax.lax.fori_loop(0, value_steps + position_steps + 1, step, init)[-1]
+
+
+def _upper_half_by_sort(keys: Array, ties: str) -> Array:
+    """Sort (key, rank) along axis 0, decide on the sorted buffer, sort the code back."""
+    n = keys.shape[0]
+    rows = jax.lax.broadcasted_iota(jnp.int32, keys.shape, 0)
+    rank = (n - 1) - rows
+    sorted_keys, _, order = jax.lax.sort((keys, rank, rows), dimension=0, num_keys=2)
+    if ties == "median":
+        code_sorted = sorted_keys > sorted_keys[(n - 1) // 2][None]
+    else:
+        code_sorted = rows >= n - n // 2
+    code = jax.lax.sort((order, code_sorted.astype(jnp.int32)), dimension=0, num_keys=1)[1]
+    return code.astype(bool)
 
 
 def percentile(x: Array, q) -> Array:

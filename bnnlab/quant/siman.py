@@ -30,35 +30,33 @@ def standardize_weights(w: Array) -> Array:
     return math.standardize(w, math.filter_axes(w), eps=EPS)
 
 
-def magnitude_code(w_hat: Array) -> Array:
-    r"""B_i = 1 for the ⌊n/2⌋ largest |Ŵ_i| of each filter, else 0: the top-half-magnitude code.
+def magnitude_code(w_hat: Array, ties: str = "median") -> Array:
+    r"""B ∈ {0, 1}: 1 for the high-magnitude half of each filter of Ŵ.
 
-    With distinct magnitudes this equals the reference's default 1{|Ŵ_i| > lower-median_f |Ŵ|}.
-    On ties it follows the reference's ``quick`` branch (top ⌊n/2⌋ of a sort, ties broken by
-    position), so every filter keeps exactly ⌊n/2⌋ ones; the median rule would drop ones there
-    (e.g. a 2-element filter, whose standardised magnitudes are always equal).
+    ``ties="median"`` (the reference's default): B_i = 1{|Ŵ_i| > lower-median_f |Ŵ|}, the
+    released code's ``--sort topk`` branch (its default, which falls into the median code),
+    with torch.median's lower middle element for even n. Every element tied with the median
+    gets 0, so a filter with ties has fewer than ⌊n/2⌋ ones; ties are common, because the
+    latent-weight clip creates plateaus of equal magnitude (and a 2-element filter always
+    ties: its standardised magnitudes are equal, so it gets no ones at all).
+    ``ties="exact_half"``: the ⌊n/2⌋ largest |Ŵ_i|, ties broken by position (earlier first),
+    as the reference's ``quick`` branch (a top-⌊n/2⌋ sort): exactly ⌊n/2⌋ ones per filter.
+
+    The code is decided from one materialised copy of |Ŵ| (``math.upper_half_code``), so it is
+    the same eagerly, under ``jit``, inside a fused training step and on a sharded mesh.
     """
-    # The barrier materialises |Ŵ| once instead of letting XLA recompute it in each of the 31
-    # counting passes of the median search (3× faster on CPU).
-    x = jax.lax.optimization_barrier(jnp.abs(w_hat).reshape(-1, w_hat.shape[-1]))  # (n, C_out)
-    n = x.shape[0]
-    median = math.kth_smallest(x, (n - 1) // 2)
-    above = x > median
-    # Ties at the median: take the first ones by position until each filter has n // 2.
-    missing = n // 2 - jnp.sum(above, axis=0)
-    tie = x == median
-    code = above | math.first_true(tie, missing)
-    return code.astype(w_hat.dtype).reshape(w_hat.shape)
+    x = jnp.abs(w_hat).reshape(-1, w_hat.shape[-1])  # (n, C_out)
+    return math.upper_half_code(x, ties).astype(w_hat.dtype).reshape(w_hat.shape)
 
 
-def magnitude_binarize(w_hat: Array, code: Array | None = None) -> Array:
+def magnitude_binarize(w_hat: Array, code: Array | None = None, ties: str = "median") -> Array:
     r"""2B − 1 with the straight-through gradient on the magnitude: ∂L/∂Ŵ = sign(Ŵ)·∂L/∂q.
 
-    ``code`` is a stored B (eval mode); ``None`` recomputes it from Ŵ.
+    ``code`` is a given B (the one the layer stores); ``None`` computes it from Ŵ.
     """
     magnitude = jnp.abs(w_hat)
     if code is None:
-        code = magnitude_code(magnitude)
+        code = magnitude_code(w_hat, ties)
     value = 2.0 * jax.lax.stop_gradient(code).astype(w_hat.dtype) - 1.0
     return straight_through(value, magnitude)
 
@@ -83,7 +81,7 @@ class SiMaN(base.Quantizer):
 
     Forward:
       Ŵ = (W − mean_f W) / √(var_u,f(W) + 10⁻⁵)          per filter
-      B = 1 for the ⌊n/2⌋ largest |Ŵ| of each filter ∈ {0, 1}   (``magnitude_code``)
+      B_i = 1{|Ŵ_i| > lower-median_f |Ŵ|} ∈ {0, 1}           (``magnitude_code``)
       q(W) = 2B − 1 ∈ {−1, +1}
     Backward:
       ∂L/∂|Ŵ| = ∂L/∂q (straight through on the magnitude), ∂L/∂Ŵ = sign(Ŵ)·∂L/∂q, then
@@ -92,11 +90,26 @@ class SiMaN(base.Quantizer):
     The paper (arXiv 2102.07981) derives a {0, +1} code; its released code convolves with
     2B − 1 ∈ {−1, +1}, so a large *negative* latent weight becomes +1. bnnlab follows the code.
 
+    Ties (``ties``): the default ``"median"`` is the released code's rule (its default
+    ``--sort`` option): positions tied with the median get 0, so a filter may have fewer than
+    ⌊n/2⌋ ones. It is the default because bnnlab's recipes reproduce the released training
+    steps, and ties are not rare: the latent-weight clip makes plateaus of equal magnitude; at
+    initialisation about one of the 4,736 filters of a CIFAR ResNet-18 differs by a bit between
+    the two rules, and side by side with the released code the codes drift apart by thousands
+    of bits within a few steps. ``"exact_half"``
+    (top ⌊n/2⌋, ties broken by position, the reference's ``quick`` branch) keeps every filter
+    exactly balanced, the paper's maximum-entropy argument taken literally.
+
     Training-time pieces, all pure functions the training step calls:
-      * ``next_state(W)`` = B, which a layer stores; in eval mode (``train=False``) the layer
-        passes it back as ``state=`` and B is not recomputed (the reference freezes B at eval).
+      * ``next_state(W)`` = B, which a layer computes once per training forward, stores, and
+        passes back as ``state=``; in eval the stored B is passed and not recomputed (the
+        reference freezes B at eval). Given ``state``, the forward uses it in either mode, so
+        the code the convolution uses and the code that is stored are one array.
       * ``project(W, progress)`` = ``clip_latent(W, 15·(1 − progress))``: the reference's in-place
         clipping of the latent weights, applied by the training step instead of the forward.
+        The reference also re-clips on every eval batch (an in-place write without a training
+        guard); bnnlab keeps evaluation pure. Eval outputs are the same either way (B is frozen
+        in eval), and the next training step projects again.
       * ``weight_decay = False``: SiMaN removes ℓ2 regularisation from binary layers (latent
         weights and α), because ℓ2 makes weights Laplacian and costs bit entropy.
     The learnable per-channel scale α (init mean|W| per filter) belongs to the layer.
@@ -104,21 +117,29 @@ class SiMaN(base.Quantizer):
     References:
       Lin, Ji, Xu, Zhang, Chao, Lin, Shao. "SiMaN: Sign-to-Magnitude Network Binarization",
       IEEE TPAMI 2023, arXiv 2102.07981.
+
+    Args:
+      ties: ``"median"`` (default, the released code) or ``"exact_half"``; see above.
     """
 
     stateful = True
     mode_dependent = True
     weight_decay = False
 
+    ties: str = "median"
+
+    def __post_init__(self):
+        base.check_choice("siman", "ties", self.ties, math.TIE_RULES)
+
     def __call__(self, w, *, progress=None, train=True, state=None, **kwargs):
-        del progress, kwargs  # Unused.
+        del progress, train, kwargs  # Unused: ``state`` carries the mode (see the docstring).
         base.require_kernel_rank(self.name, w)
-        return magnitude_binarize(standardize_weights(w), None if train else state)
+        return magnitude_binarize(standardize_weights(w), state, self.ties)
 
     def encode(self, w, *, progress=None, train=True, state=None, **kwargs):
-        del progress, kwargs  # Unused.
+        del progress, train, kwargs  # Unused.
         base.require_kernel_rank(self.name, w)
-        code = magnitude_code(standardize_weights(w)) if train or state is None else state
+        code = magnitude_code(standardize_weights(w), self.ties) if state is None else state
         return base.Encoded(
             codes=code.astype(jnp.uint8),
             scale=jnp.float32(2.0),
@@ -132,7 +153,7 @@ class SiMaN(base.Quantizer):
 
     def next_state(self, w, *, progress=None):
         del progress  # Unused.
-        return jax.lax.stop_gradient(magnitude_code(standardize_weights(w)))
+        return jax.lax.stop_gradient(magnitude_code(standardize_weights(w), self.ties))
 
     def schedule(self, progress=None):
         return {"siman_clip_percent": clip_percent(progress)}

@@ -23,18 +23,22 @@ def epoch_of(step, steps_per_epoch: int, unit: str):
 
 
 def learning_rate_fn(config, steps_per_epoch: int, total_steps: int):
-    """lr(step). Schedules (t = epoch, T = total epochs, w = warm-up epochs):
+    """lr(step). Schedules (t = epoch + ``lr_epoch_offset``, T = ``lr_schedule_epochs`` or the
+    run's length in epochs, w = warm-up epochs):
 
     * cosine: lr·(t+1)/w for t < w, then lr·½(1 + cos(π(t − w + 1)/(T − w + 1))) (ReCU/SiMaN's
-      warm-up + CosineAnnealingLR(T_max = T − 4) for w = 5; plain cosine for w = 0).
-    * linear: lr·(1 − t/T) (Bi-Real/ReActNet's Adam recipe).
+      warm-up + CosineAnnealingLR(T_max = T − 4) for w = 5; plain cosine for w = 0, which with
+      offset 1 and T = 400 over 399 epochs is AdderNet's 0.05·(1 + cos(πt/400)), t = 1 … 399).
+    * linear: lr·(1 − t/T) (Bi-Real/ReActNet's Adam recipe; with offset 1, their scheduler
+      stepped at the start of each epoch).
     * constant, or piecewise: ``lr_values[i]`` between ``lr_boundaries`` (in epochs).
     """
-    total_epochs = total_steps / steps_per_epoch
+    run_epochs = total_steps / steps_per_epoch
+    total_epochs = config.lr_schedule_epochs if config.lr_schedule_epochs > 0 else run_epochs
     w, base = config.warmup_epochs, config.lr
 
     def schedule(step):
-        t = epoch_of(step, steps_per_epoch, config.schedule_unit)
+        t = epoch_of(step, steps_per_epoch, config.schedule_unit) + config.lr_epoch_offset
         if config.schedule == "constant":
             lr = jnp.full_like(t, base)
         elif config.schedule == "linear":

@@ -74,6 +74,7 @@ def test_weight_histograms_one_panel_per_layer(tmp_path):
     assert (tmp_path / "w.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_inspect_a_trained_workdir(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("smoke", ROOT / "experiments" / "smoke.py")
     smoke = importlib.util.module_from_spec(spec)

@@ -65,3 +65,28 @@ def test_kernel_backends_share_the_gradient():
     want = jax.grad(loss("xla"), (0, 1))(x, f)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_filter_gradient_has_no_cancellation():
+    """∂L/∂F = Σ_r G·(P − F) when patches and filters share a large offset (AdderNet filters
+    move towards the patches they match): the float32 gradient must keep float32 accuracy
+    relative to the float64 sum on the same inputs. PᵀG − F·ΣG loses two digits here."""
+    rng = np.random.default_rng(2)
+    x = (50.0 + 0.3 * rng.normal(size=(4, 9, 9, 16))).astype(np.float32)
+    f = (50.0 + 0.3 * rng.normal(size=(3, 3, 16, 8))).astype(np.float32)
+    g = rng.normal(size=(4, 7, 7, 8)).astype(np.float32)
+
+    def filter_grad(x, f):
+        _, vjp = jax.vjp(lambda f: adder.adder_conv2d(x, f, (1, 1), "VALID"), f)
+        return vjp(jnp.asarray(g))[0]
+
+    got = np.asarray(jax.jit(filter_grad)(jnp.asarray(x), jnp.asarray(f)), np.float64)
+    x64, f64, g64 = (a.astype(np.float64) for a in (x, f, g))
+    expected = np.zeros(f.shape)
+    for i in range(3):
+        for j in range(3):
+            patch = x64[:, i : i + 7, j : j + 7, :, None]  # (N, 7, 7, C_in, 1)
+            diff = patch - f64[i, j][None, None, None]  # P − F per tap
+            expected[i, j] = np.einsum("nhwco,nhwo->co", diff, g64)
+    error = np.linalg.norm(got - expected) / np.linalg.norm(expected)
+    assert error < 1e-6, error

@@ -41,7 +41,10 @@ def test_eval_uses_stored_code():
     code = q.next_state(w)
     perturbed = w + jnp.asarray(np.random.default_rng(2).normal(size=w.shape), jnp.float32)
     np.testing.assert_array_equal(q(perturbed, train=False, state=code), q(w))
-    assert not np.array_equal(q(perturbed, train=True, state=code), q(w))
+    # A given state is used in either mode (the layer passes the code it just computed in
+    # training); without one the code is recomputed from the weights.
+    np.testing.assert_array_equal(q(perturbed, train=True, state=code), q(w))
+    assert not np.array_equal(q(perturbed, train=True), q(w))
     np.testing.assert_array_equal(q.init_state(w), (np.asarray(w) >= 0).astype(np.float32))
 
 
@@ -111,8 +114,29 @@ def test_no_weight_decay_flag():
 
 @settings(max_examples=8)  # every example is a new shape, i.e. a new compile
 @given(st.integers(1, 5), st.integers(1, 6), st.sampled_from([1, 2, 3]), st.integers(0, 2**16))
-def test_property_half_ones_per_filter(c_in, c_out, k, seed):
+def test_property_ones_per_filter(c_in, c_out, k, seed):
+    """exact_half: ⌊n/2⌋ ones per filter always; median: ⌊n/2⌋ minus the ties at the lower
+    median above its position (2-element filters always tie, so they get none)."""
     w = np.random.default_rng(seed).normal(size=(k, k, c_in, c_out)).astype(np.float32)
     n = k * k * c_in
-    code = np.asarray(quant.get("siman").encode(jnp.asarray(w)).codes)
-    np.testing.assert_array_equal(code.reshape(n, c_out).sum(0), n // 2)
+    exact = quant.get("siman(ties='exact_half')").encode(jnp.asarray(w)).codes
+    np.testing.assert_array_equal(np.asarray(exact).reshape(n, c_out).sum(0), n // 2)
+    w_hat = reference.per_filter(np.asarray(siman.standardize_weights(jnp.asarray(w))))
+    median = np.asarray(quant.get("siman").encode(jnp.asarray(w)).codes).reshape(n, c_out)
+    np.testing.assert_array_equal(median, reference.siman_code(w_hat, "median"))
+    assert (median.sum(0) <= n // 2).all()
+
+
+def test_tie_rules_on_a_plateau():
+    """The clip's plateaus make ties: with four equal magnitudes at the median, the released
+    rule leaves them all at 0 and exact_half gives the first ones by position a 1."""
+    w = np.array([3.0, -1.0, 1.0, -1.0, 1.0, -3.0], np.float32).reshape(1, 1, 6, 1)
+    # Mean exactly 0, so |Ŵ| = |W|/s keeps the plateau of four 1s exactly.
+    median = np.asarray(quant.get("siman")(jnp.asarray(w))).ravel()
+    exact = np.asarray(quant.get("siman(ties='exact_half')")(jnp.asarray(w))).ravel()
+    magnitudes = np.abs(w.ravel())
+    np.testing.assert_array_equal(median, np.where(magnitudes > np.sort(magnitudes)[2], 1, -1))
+    np.testing.assert_array_equal(median, [1, -1, -1, -1, -1, 1])
+    np.testing.assert_array_equal(exact, [1, 1, -1, -1, -1, 1])
+    with pytest.raises(ValueError, match="ties must be one of"):
+        quant.get("siman(ties='random')")

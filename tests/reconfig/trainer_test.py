@@ -42,6 +42,7 @@ def trained(tmp_path_factory):
     return workdir, result
 
 
+@pytest.mark.slow
 def test_right_keys_learn_every_task_and_wrong_keys_give_chance(trained):
     workdir, result = trained
     run = trainer.load(workdir)
@@ -70,6 +71,7 @@ def test_nothing_on_disk_contains_key_material(trained, tmp_path):
             assert needle not in content, f
 
 
+@pytest.mark.slow
 def test_predict_and_errors(trained):
     workdir, _ = trained
     run = trainer.load(workdir)

@@ -54,6 +54,24 @@ def test_adder_cosine_and_linear_and_piecewise():
     )
 
 
+def test_released_epoch_offsets():
+    """AdderNet's loop trains epochs e = 1 … 399 at 0.05·(1 + cos(πe/400)); ReActNet's and
+    Bi-Real's LambdaLR(1 − e/T) is stepped before each epoch, so epoch t trains at lr(t + 1)."""
+    c = config_lib.base()
+    c.lr, c.warmup_epochs, c.lr_epoch_offset, c.lr_schedule_epochs = 0.1, 0, 1, 400
+    released = [0.05 * (1 + math.cos(math.pi * e / 400)) for e in range(1, 400)]
+    np.testing.assert_allclose(
+        lr_at(c, range(399), total_epochs=399), released, rtol=1e-5, atol=1e-8
+    )
+    c = config_lib.base()
+    config_lib.adam_linear(c, lr=2.5e-3)
+    epochs = [0, 0.5, 1, 127]
+    # LambdaLR: constructing it sets lr·(1 − 0/T); step() at each epoch's start moves it on.
+    expected = [2.5e-3 * (1 - (int(t) + 1) / 128) for t in epochs]
+    np.testing.assert_allclose(lr_at(c, epochs, total_epochs=128), expected, rtol=1e-5, atol=1e-9)
+    assert lr_at(c, [127], total_epochs=128)[0] == 0.0
+
+
 def test_weight_decay_groups():
     model = models.get(
         "resnet18_imagenet", quant=QuantSpec("siman", "siman_act", "mean_abs"), width=0.25

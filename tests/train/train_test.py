@@ -73,6 +73,7 @@ def test_resume_is_exact(tmp_path):
     assert diagnostics["stage1_unit1/conv/bit_entropy"] == 1.0  # SiMaN codes are half ones
 
 
+@pytest.mark.slow
 def test_one_step_on_eight_devices_equals_one_device():
     config = smoke_config(mesh=(("data", -1),))
     exp8 = loop.build(config)
@@ -175,6 +176,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path):
     assert steps_logged == [4, 8, 12, 16, 20, 24] and result["examples"] == 359
 
 
+@pytest.mark.slow
 def test_sigkill_then_same_command_resumes(tmp_path):
     workdir = tmp_path / "run"
     command = [
@@ -242,6 +244,7 @@ def test_distillation_loss_is_soft_cross_entropy():
     np.testing.assert_allclose(steps.distillation_loss(s, t), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fine_tune_from_a_workdir_with_frozen_stem_and_bn(tmp_path):
     train.train_and_evaluate(smoke_config("float"), tmp_path / "base")
     base, _, _ = final_params(tmp_path / "base")
