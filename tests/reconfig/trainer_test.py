@@ -30,6 +30,10 @@ def config(**overrides):
     return c
 
 
+# One worker runs every test of this module: the trained fixture costs a minute per worker.
+pytestmark = pytest.mark.xdist_group("reconfig_trainer")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("rbnn")
