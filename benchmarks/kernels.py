@@ -124,36 +124,43 @@ def matmul_row(kernel, isa, repeats):
     return f"matmul {m}×{k}·{k}×{n}", m * k * n, t
 
 
-def end_to_end(kernel, repeats):
-    """(float ms, packed-XLA ms, packed-kernel ms) for the CIFAR ResNet-18 at batch 1."""
+def random_variables(model, x, seed=0):
+    """Random variables of ``model`` (speed does not depend on them): N(0, 1) weights, unit
+    running variances, random {0, 1} quantizer state."""
+    rng = np.random.default_rng(seed)
+    init = functools.partial(model.init, train=False)
+    abstract = jax.eval_shape(init, jax.random.key(0), x)
+
+    def leaf(path, a):
+        if str(path[-1].key) == "var":
+            return np.ones(a.shape, a.dtype)
+        if str(path[0].key) == "quant_state":
+            return rng.integers(0, 2, size=a.shape).astype(a.dtype)
+        return rng.normal(size=a.shape).astype(a.dtype)
+
+    keep = {k: abstract[k] for k in ("params", "batch_stats", "quant_state") if k in abstract}
+    return jax.tree_util.tree_map_with_path(leaf, keep)
+
+
+def cifar_resnet18(x, width: float = 1.0):
+    """(float model, its variables, the packed export of the binary model) of the SiMaN
+    recipe's CIFAR-10 ResNet-18 for images like ``x``."""
     quant = dict(kernel="siman", inputs="siman_act", scale="mean_abs", pad_value=0.0)
-    ref = dict(
-        name="resnet18_cifar", num_classes=10, quant=quant, kwargs=dict(shortcut="block_conv")
-    )
+    kwargs = dict(shortcut="block_conv", width=width)
+    ref = dict(name="resnet18_cifar", num_classes=10, quant=quant, kwargs=kwargs)
     binary = models.from_ref(ref)
     floating = models.from_ref(dict(ref, quant={}))
-    x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
-    rng = np.random.default_rng(0)
-
-    def random_variables(model):
-        init = functools.partial(model.init, train=False)
-        abstract = jax.eval_shape(init, jax.random.key(0), x)
-
-        def leaf(path, a):
-            if str(path[-1].key) == "var":
-                return np.ones(a.shape, a.dtype)
-            if str(path[0].key) == "quant_state":
-                return rng.integers(0, 2, size=a.shape).astype(a.dtype)
-            return rng.normal(size=a.shape).astype(a.dtype)
-
-        keep = {k: abstract[k] for k in ("params", "batch_stats", "quant_state") if k in abstract}
-        return jax.tree_util.tree_map_with_path(leaf, keep)
-
-    float_vars = random_variables(floating)
-    float_fn = jax.jit(functools.partial(floating.apply, train=False))
     with tempfile.TemporaryDirectory() as tmp:
-        export.export(ref, random_variables(binary), (32, 32, 3), f"{tmp}/r18.npz")
+        export.export(ref, random_variables(binary, x), x.shape[1:], f"{tmp}/r18.npz")
         packed = export.load(f"{tmp}/r18.npz")
+    return floating, random_variables(floating, x), packed
+
+
+def end_to_end(kernel, repeats):
+    """(float ms, packed-XLA ms, packed-kernel ms) for the CIFAR ResNet-18 at batch 1."""
+    x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
+    floating, float_vars, packed = cifar_resnet18(x)
+    float_fn = jax.jit(functools.partial(floating.apply, train=False))
     return (
         timed(float_fn, float_vars, x, repeats=repeats),
         timed(functools.partial(packed, backend="xla"), x, repeats=repeats),

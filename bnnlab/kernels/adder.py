@@ -32,6 +32,7 @@ from jax.experimental import pallas as pl
 
 from bnnlab.kernels import backend as backend_lib
 from bnnlab.kernels import patches as patches_lib
+from bnnlab.kernels import platforms
 
 Array = jax.Array
 UNROLL = 4  # fori_loop unrolling: 4 was fastest or near it for every layer shape measured
@@ -79,14 +80,21 @@ def _distance_kernel(p_ref, f_ref, o_ref, *, taps: int):
 
 
 def distance_pallas(
-    p: Array, f2d: Array, *, block_r: int = 64, block_o: int = 128, interpret: bool = False
+    p: Array,
+    f2d: Array,
+    *,
+    block_r: int = 64,
+    block_o: int = 128,
+    platform: str = "interpret",
 ) -> Array:
+    """``platform``: "cuda", "rocm", "tpu" (compiled) or "interpret"."""
     r, k = p.shape
     o = f2d.shape[1]
     kp = backend_lib.next_power_of_2(k)  # zero taps in both operands add |0 − 0| = 0
     rp, op = backend_lib.round_up(r, block_r), backend_lib.round_up(o, block_o)
     p = jnp.pad(p.astype(jnp.float32), [(0, rp - r), (0, kp - k)])
     f = jnp.pad(f2d.astype(jnp.float32), [(0, kp - k), (0, op - o)])
+    interpret = platform == "interpret"
     out = pl.pallas_call(
         functools.partial(_distance_kernel, taps=kp),
         out_shape=jax.ShapeDtypeStruct((rp, op), jnp.float32),
@@ -97,6 +105,7 @@ def distance_pallas(
         ],
         out_specs=pl.BlockSpec((block_r, block_o), lambda i, j: (i, j)),
         interpret=interpret,
+        compiler_params=None if interpret else platforms.compiler_params(platform),
     )(p, f)
     return out[:r, :o]
 
@@ -107,10 +116,12 @@ def distance_reference(p: Array, f2d: Array) -> Array:
 
 
 def distance(p: Array, f2d: Array, backend: str = "xla") -> Array:
-    kind = backend_lib.resolve(backend)
-    if kind == "xla":
-        return distance_xla(p, f2d)
-    return distance_pallas(p, f2d, interpret=kind == "interpret")
+    """Y = −Σ_k |P − F| by ``backend`` ("auto": Pallas on GPU/TPU, XLA on CPU)."""
+
+    def pallas(platform, p, f2d):
+        return distance_pallas(p, f2d, platform=platform)
+
+    return backend_lib.run(backend, (p, f2d), xla=distance_xla, pallas=pallas)
 
 
 def patch_grad(p: Array, f2d: Array, g: Array) -> Array:

@@ -1,19 +1,25 @@
 """Backend selection for the kernels: ``"pallas"`` (compiled, GPU/TPU), ``"interpret"`` (the
 same Pallas kernel run by JAX's interpreter: any device, how the CPU tests run it), ``"xla"``
 (plain jnp, any device), ``"native"`` (the compiled CPU custom call of ``kernels.cpu``, XNOR
-ops only) and ``"auto"``: Pallas on GPU/TPU; on CPU the native kernel where the op has one and
-it was built, else XLA (with one warning saying why the native kernel is missing)."""
+ops only) and ``"auto"``.
+
+``"auto"``, ``"pallas"`` and ``"native"`` follow the platform the function is *lowered* for
+(``kernels.platforms``), so one jitted function or ``jax.export`` carries the right kernel per
+platform: "auto" is Pallas on GPU/TPU and, on CPU, the native kernel where the op has one and
+it was built, else XLA (with one warning saying why the native kernel is missing). An explicit
+"pallas" lowers for GPU/TPU from any host and raises a clear error when compiled for the CPU.
+"""
 
 from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 
-import jax
-
-from bnnlab.kernels import cpu
+from bnnlab.kernels import cpu, platforms
 
 BACKENDS = ("auto", "pallas", "interpret", "xla", "native")
+COMPILED_PALLAS = ("cuda", "rocm", "tpu")
 
 
 @functools.cache
@@ -25,35 +31,78 @@ def _warn_no_native(reason: str) -> None:
     )
 
 
-def resolve(backend: str, has_native: bool = False) -> str:
-    """The concrete backend for ``backend`` on the default device; ``has_native``: the op
-    has a native CPU kernel."""
+def check(backend: str, has_native: bool = False) -> str:
+    """``backend`` if the op can be asked for it; raises a ValueError naming the choices."""
     if backend not in BACKENDS:
         raise ValueError(f"Unknown kernel backend {backend!r}; use one of {BACKENDS}.")
-    platform = jax.default_backend()
-    if backend == "auto":
-        if platform in ("gpu", "tpu"):
-            return "pallas"
-        if platform == "cpu" and has_native:
-            if cpu.available():
-                return "native"
-            _warn_no_native(cpu.unavailable_reason())
-        return "xla"
-    if backend == "pallas" and platform == "cpu":
+    if backend == "native" and not has_native:
+        raise ValueError("This op has no native kernel; use backend='xla' or 'auto'.")
+    return backend
+
+
+def _pallas_on_cpu(*_):
+    raise ValueError(
+        "Pallas kernels compile only for GPU/TPU; on CPU use backend='interpret' (the same "
+        "kernel, interpreted), 'native' or 'xla'. (Lowering for cuda/tpu from a CPU host works: "
+        "jax.jit(f).trace(...).lower(lowering_platforms=('cuda',)).)"
+    )
+
+
+def _no_pallas_for(platform: str):
+    def fail(*_):
         raise ValueError(
-            "Pallas kernels compile only for GPU/TPU; on CPU use backend='interpret' (the same "
-            "kernel, interpreted), 'native' or 'xla'."
+            f"No compiled Pallas kernel for platform {platform!r}; use backend='xla' or 'auto'."
         )
-    if backend == "native":
-        if not has_native:
-            raise ValueError("This op has no native kernel; use backend='xla' or 'auto'.")
-        if platform != "cpu":
-            raise ValueError(
-                f"The native kernel runs on the CPU; the default device is {platform!r}."
-            )
+
+    return fail
+
+
+def _native_only_on_cpu(*_):
+    raise ValueError("The native kernel runs on the CPU; use backend='auto' on other platforms.")
+
+
+def _native_or_fail(native: Callable):
+    def run(*args):
         if not cpu.available():
             raise RuntimeError(f"The native CPU kernel is unavailable: {cpu.unavailable_reason()}.")
-    return backend
+        return native(*args)
+
+    return run
+
+
+def _native_or_xla(native: Callable | None, xla: Callable):
+    def run(*args):
+        if native is None:
+            return xla(*args)
+        if cpu.available():
+            return native(*args)
+        _warn_no_native(cpu.unavailable_reason())
+        return xla(*args)
+
+    return run
+
+
+def run(backend: str, args: tuple, *, xla: Callable, pallas: Callable, native=None):
+    """One op on ``args`` (a tuple of pytrees of arrays) by ``backend``.
+
+    ``xla(*args)`` and ``native(*args)`` compute it; ``pallas(platform, *args)`` runs its Pallas
+    kernel compiled for ``platform`` (one of ``COMPILED_PALLAS``) or, with "interpret", in
+    JAX's interpreter. Every implementation must return the same pytree of the same avals.
+    """
+    check(backend, has_native=native is not None)
+    if backend == "xla":
+        return xla(*args)
+    if backend == "interpret":
+        return pallas("interpret", *args)
+    compiled = {p: functools.partial(pallas, p) for p in COMPILED_PALLAS}
+    if backend == "pallas":
+        branches = {**compiled, "cpu": _pallas_on_cpu}
+        return platforms.per_platform(args, branches, _no_pallas_for("this"), like=xla)
+    if backend == "native":
+        branches = {"cpu": _native_or_fail(native)}
+        return platforms.per_platform(args, branches, _native_only_on_cpu, like=xla)
+    branches = {**compiled, "cpu": _native_or_xla(native, xla)}
+    return platforms.per_platform(args, branches, xla)
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -62,3 +111,31 @@ def round_up(n: int, multiple: int) -> int:
 
 def next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
+
+
+def resolve(backend: str, has_native: bool = False, platform: str | None = None) -> str:
+    """The implementation ``backend`` selects for an op when lowered for ``platform`` (default:
+    the host's): "pallas", "interpret", "xla" or "native"; raises where there is none."""
+    check(backend, has_native)
+    platform = platform or platforms.host_platform()
+    if backend in ("xla", "interpret"):
+        return backend
+    if backend == "pallas":
+        if platform == "cpu":
+            _pallas_on_cpu()
+        if platform not in COMPILED_PALLAS:
+            _no_pallas_for(platform)()
+        return "pallas"
+    if backend == "native":
+        if platform != "cpu":
+            _native_only_on_cpu()
+        if not cpu.available():
+            raise RuntimeError(f"The native CPU kernel is unavailable: {cpu.unavailable_reason()}.")
+        return "native"
+    if platform in COMPILED_PALLAS:
+        return "pallas"
+    if platform == "cpu" and has_native:
+        if cpu.available():
+            return "native"
+        _warn_no_native(cpu.unavailable_reason())
+    return "xla"

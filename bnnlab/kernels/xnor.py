@@ -10,12 +10,17 @@ position, per-channel correction computed once from the kernel (LCE's zero-paddi
 
 Backends (``backend.BACKENDS``): the Pallas kernel (compiled on GPU/TPU, interpreted anywhere),
 the native CPU kernel (``kernels.cpu``: AVX-512 / AVX2 / scalar, the CPU default), plain XLA,
-and ``*_reference`` functions that unpack to ±1 floats — the independent check.
+and ``*_reference`` functions that unpack to ±1 floats — the independent check. "auto" picks
+per platform when the function is lowered (``kernels.platforms``).
 
-The Pallas kernel accumulates over K words one word at a time into an int32 (block_m, block_n)
-tile, acc += popcount(a[:, w] ⊕ b[w, :]), so it needs no integer reduction (unsupported on
-Mosaic TPU) and keeps both operands K-major slices (spec/ecosystem.md A2). ``popcount="swar"``
-replaces the popcount instruction for backends without one (Mosaic GPU).
+The Pallas kernels (``algorithm``):
+  popcount  accumulates over K words one word at a time into an int32 (block_m, block_n) tile,
+            acc += popcount(a[:, w] ⊕ b[w, :]): no integer reduction (unsupported on Mosaic
+            TPU), both operands read as K-major slices. ``popcount="swar"`` replaces the
+            popcount instruction for a backend without one.
+  dot       (for GPU tensor cores) unpacks 32-word chunks of both operands to ±1 int8 bit
+            planes on chip and sums the planes' int8 dots in int32: Σ_bit plane_a·plane_b is
+            the same ±1 dot with K permuted identically on both sides, so it is exact.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from jax.experimental import pallas as pl
 
 from bnnlab.kernels import backend as backend_lib
 from bnnlab.kernels import bitpack, cpu, patches
+from bnnlab.kernels import platforms as platforms_lib
 from bnnlab.kernels.bitpack import PackedBits
 
 Array = jax.Array
@@ -60,25 +66,68 @@ def apply_transform(dot: Array, transform: OutputTransform | None) -> Array:
 
 # --------------------------------------------------------------------------- matmul kernels
 
+ALGORITHMS = ("auto", "popcount", "dot")
+# Rows from which "auto" takes the tensor-core path on GPU. Below it the product is a GEMV in
+# all but name: memory-bound, both paths read the same 1-bit weights, and the popcount path
+# wastes no rows on the dot's 16-row minimum tile. An estimate until measured on hardware:
+# ``benchmarks/device_check.py`` times both paths per shape.
+DOT_MIN_ROWS = 64
+WORD_CHUNK = 32  # words per tensor-core step: each bit plane is a K = 32 int8 dot
 
-def _xnor_kernel(a_ref, bt_ref, *refs, k: int, words: int, count, transformed: bool, clamp):
+
+def _epilogue(dot, refs, transformed: bool, clamp):
     if transformed:
         m_ref, b_ref, o_ref = refs
-    else:
-        (o_ref,) = refs
-
-    def word(w, acc):
-        return acc + count(a_ref[:, pl.ds(w, 1)] ^ bt_ref[pl.ds(w, 1), :])
-
-    acc = lax.fori_loop(0, words, word, jnp.zeros(o_ref.shape, jnp.int32))
-    dot = k - 2 * acc
-    if transformed:
         y = dot.astype(jnp.float32)
         if clamp is not None:
             y = jnp.clip(y, clamp[0], clamp[1])
         o_ref[...] = y * m_ref[...] + b_ref[...]
     else:
+        (o_ref,) = refs
         o_ref[...] = dot
+
+
+def _xnor_kernel(a_ref, bt_ref, *refs, k: int, words: int, count, transformed: bool, clamp):
+    def word(w, acc):
+        return acc + count(a_ref[:, pl.ds(w, 1)] ^ bt_ref[pl.ds(w, 1), :])
+
+    acc = lax.fori_loop(0, words, word, jnp.zeros(refs[-1].shape, jnp.int32))
+    _epilogue(k - 2 * acc, refs, transformed, clamp)
+
+
+def _bit_plane(words: Array, bit: int) -> Array:
+    """±1 int8 of bit ``bit`` of every word (bit 1 = −1)."""
+    return 1 - 2 * ((words >> bit) & jnp.uint32(1)).astype(jnp.int8)
+
+
+def _unpack_dot_kernel(a_ref, bt_ref, *refs, pad_bits: int, chunks: int, transformed, clamp):
+    """acc += Σ_bit plane(a, bit)·plane(b, bit): the same ±1 dot with K permuted (bit-major
+    within each chunk of words, the same permutation on both sides), on the tensor cores with
+    exact int32 accumulation. Zero padding words and tail bits are +1 on both sides, so each
+    adds exactly 1: ``pad_bits`` = 32·words − K is subtracted at the end."""
+
+    def chunk(c, acc):
+        start = pl.multiple_of(c * WORD_CHUNK, WORD_CHUNK)
+        a = a_ref[:, pl.ds(start, WORD_CHUNK)]
+        b = bt_ref[pl.ds(start, WORD_CHUNK), :]
+        for bit in range(32):
+            acc += jnp.dot(_bit_plane(a, bit), _bit_plane(b, bit), preferred_element_type=jnp.int32)
+        return acc
+
+    acc = lax.fori_loop(0, chunks, chunk, jnp.zeros(refs[-1].shape, jnp.int32))
+    _epilogue(acc - pad_bits, refs, transformed, clamp)
+
+
+def choose_algorithm(algorithm: str, platform: str, rows: int) -> str:
+    """The Pallas matmul's inner product: "popcount" (XOR + popcount on vector/CUDA cores) or
+    "dot" (unpack to ±1 int8 on chip, tensor-core dot); "auto": "dot" on GPU from
+    ``DOT_MIN_ROWS`` rows, else "popcount"."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"Unknown XNOR algorithm {algorithm!r}; use one of {ALGORITHMS}.")
+    if algorithm != "auto":
+        return algorithm
+    gpu = platform in platforms_lib.GPU_PLATFORMS
+    return "dot" if gpu and rows >= DOT_MIN_ROWS else "popcount"
 
 
 def _matmul_pallas(
@@ -89,15 +138,23 @@ def _matmul_pallas(
     *,
     block_m: int,
     block_n: int,
-    interpret: bool,
+    platform: str,
     popcount: str,
+    algorithm: str = "popcount",
 ) -> Array:
+    """``platform``: "cuda", "rocm", "tpu" (compiled) or "interpret"."""
     m, n = a.shape[0], b.shape[0]
-    words = backend_lib.next_power_of_2(a.shape[1])  # zero words add nothing
+    algorithm = choose_algorithm(algorithm, platform, m)
+    if algorithm == "dot":
+        words = backend_lib.next_power_of_2(max(a.shape[1], WORD_CHUNK))
+        block_m = max(16, min(block_m, backend_lib.next_power_of_2(m)))  # tl.dot's minimum
+    else:
+        words = backend_lib.next_power_of_2(a.shape[1])  # zero words add nothing
+        if platform in platforms_lib.GPU_PLATFORMS:  # no padding a GEMV's row to 32
+            block_m = min(block_m, backend_lib.next_power_of_2(m))
     mp, np_ = backend_lib.round_up(m, block_m), backend_lib.round_up(n, block_n)
     a = jnp.pad(a, [(0, mp - m), (0, words - a.shape[1])])
     bt = jnp.pad(b, [(0, np_ - n), (0, words - b.shape[1])]).T  # K-major: a word is a row
-    count = bitpack.popcount if popcount == "native" else bitpack.popcount_swar
     in_specs = [
         pl.BlockSpec((block_m, words), lambda i, j: (i, 0)),
         pl.BlockSpec((words, block_n), lambda i, j: (0, j)),
@@ -107,20 +164,25 @@ def _matmul_pallas(
         for v in (transform.multiplier, transform.bias):
             args.append(jnp.pad(jnp.asarray(v, jnp.float32).reshape(1, n), [(0, 0), (0, np_ - n)]))
             in_specs.append(pl.BlockSpec((1, block_n), lambda i, j: (0, j)))
+    epilogue = dict(
+        transformed=transform is not None, clamp=None if transform is None else transform.clamp
+    )
+    if algorithm == "dot":
+        kernel = functools.partial(
+            _unpack_dot_kernel, pad_bits=32 * words - k, chunks=words // WORD_CHUNK, **epilogue
+        )
+    else:
+        count = bitpack.popcount if popcount == "native" else bitpack.popcount_swar
+        kernel = functools.partial(_xnor_kernel, k=k, words=words, count=count, **epilogue)
+    interpret = platform == "interpret"
     out = pl.pallas_call(
-        functools.partial(
-            _xnor_kernel,
-            k=k,
-            words=words,
-            count=count,
-            transformed=transform is not None,
-            clamp=None if transform is None else transform.clamp,
-        ),
+        kernel,
         out_shape=jax.ShapeDtypeStruct((mp, np_), jnp.int32 if transform is None else jnp.float32),
         grid=(mp // block_m, np_ // block_n),
         in_specs=in_specs,
         out_specs=pl.BlockSpec((block_m, block_n), lambda i, j: (i, j)),
         interpret=interpret,
+        compiler_params=None if interpret else platforms_lib.compiler_params(platform),
     )(*args)
     return out[:m, :n]
 
@@ -139,7 +201,49 @@ def _matmul_xla(a: Array, b: Array, k: int) -> Array:
 
 @functools.partial(
     jax.jit,
-    static_argnames=("backend", "block_m", "block_n", "popcount", "packed_output", "isa"),
+    static_argnums=0,
+    static_argnames=("block_m", "block_n", "popcount", "isa", "algorithm"),
+)
+def _matmul_by(kind: str, a, b, transform, b_panels, **options):
+    """The product by one implementation: "xla", "native", or a Pallas platform (compiled for
+    "cuda" / "rocm" / "tpu", or "interpret"). Jitted per shape (layers of one shape share a
+    lowering); safe inside per-platform branches because ``kind`` names the platform: JAX
+    reuses a nested jit's lowering for every platform of a multi-platform lowering, so a
+    nested jit there must not decide the platform itself (as ``xnor_matmul`` does)."""
+    isa = options["isa"]
+    if kind == "xla":
+        dots = _matmul_xla(a.words, b.words, a.k)
+    elif kind == "native":
+        if b_panels is not None and cpu.panel_isa(isa) is not None:
+            dots = cpu.matmul_panels(a.words, b_panels, a.k, b.words.shape[0], isa)
+        else:
+            dots = cpu.matmul(a.words, b.words, a.k, isa)
+    else:
+        return _matmul_pallas(
+            a.words,
+            b.words,
+            a.k,
+            transform,
+            block_m=options["block_m"],
+            block_n=options["block_n"],
+            platform=kind,
+            popcount=options["popcount"],
+            algorithm=options["algorithm"],
+        )
+    return apply_transform(dots, transform)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "backend",
+        "block_m",
+        "block_n",
+        "popcount",
+        "packed_output",
+        "isa",
+        "algorithm",
+    ),
 )
 def xnor_matmul(
     a: PackedBits,
@@ -153,6 +257,7 @@ def xnor_matmul(
     packed_output: bool = False,
     isa: str = "auto",
     b_panels: Array | None = None,
+    algorithm: str = "auto",
 ):
     """(M, N) ±1 dot products of packed rows ``a`` (M, K) and ``b`` (N, K).
 
@@ -160,29 +265,22 @@ def xnor_matmul(
     transformed values packed along N (a per-channel threshold, written as bits). ``isa``
     forces the native kernel's instruction set (``kernels.cpu.ISAS``); ``b_panels`` =
     ``cpu.panels(b.words)``, laid out ahead of time, saves the vector paths doing it per call.
+    ``algorithm`` picks the Pallas kernel's inner product (``choose_algorithm``).
     """
     if a.k != b.k:
         raise ValueError(f"Packed operands have different K: {a.k} and {b.k}.")
-    kind = backend_lib.resolve(backend, has_native=True)
-    if kind == "native":
-        if b_panels is not None and cpu.panel_isa(isa) is not None:
-            dots = cpu.matmul_panels(a.words, b_panels, a.k, b.words.shape[0], isa)
-        else:
-            dots = cpu.matmul(a.words, b.words, a.k, isa)
-        out = apply_transform(dots, transform)
-    elif kind == "xla":
-        out = apply_transform(_matmul_xla(a.words, b.words, a.k), transform)
-    else:
-        out = _matmul_pallas(
-            a.words,
-            b.words,
-            a.k,
-            transform,
-            block_m=block_m,
-            block_n=block_n,
-            interpret=kind == "interpret",
-            popcount=popcount,
-        )
+    choose_algorithm(algorithm, "interpret", 0)  # validates the name now, on every backend
+
+    impl = functools.partial(
+        _matmul_by,
+        block_m=block_m,
+        block_n=block_n,
+        popcount=popcount,
+        isa=isa,
+        algorithm=algorithm,
+    )
+    xla, native = functools.partial(impl, "xla"), functools.partial(impl, "native")
+    out = backend_lib.run(backend, (a, b, transform, b_panels), xla=xla, pallas=impl, native=native)
     return bitpack.pack(out) if packed_output else out
 
 
@@ -271,6 +369,7 @@ def xnor_conv2d(
     popcount: str = "native",
     packed_output: bool = False,
     isa: str = "auto",
+    algorithm: str = "auto",
 ):
     """Binary conv2d of NHWC activations and an HWIO kernel, both by their signs.
 
@@ -286,41 +385,57 @@ def xnor_conv2d(
     kh, kw, cin, cout = kernel.shape
     if x.k != cin:
         raise ValueError(f"Input has {x.k} channels, the kernel expects {cin}.")
+    backend_lib.check(backend, has_native=True)
+    choose_algorithm(algorithm, "interpret", 0)
     strides = tuple(strides)
     pads = patches.explicit_padding(padding, x.words.shape[1:3], (kh, kw), strides)
     correct = pad_value == 0.0 and any(p != (0, 0) for p in pads)
     n, (h, w) = x.words.shape[0], x.words.shape[1:3]
     ho = (h + sum(pads[0]) - kh) // strides[0] + 1
     wo = (w + sum(pads[1]) - kw) // strides[1] + 1
-    native_conv = (
-        kernel.panels is not None
-        and backend_lib.resolve(backend, has_native=True) == "native"
-        and cpu.panel_isa(isa) is not None
-    )
     # The matmul fuses the transform unless the padding correction must come first.
-    fused = None if correct or native_conv else transform
-    if native_conv:  # patches gathered inside the kernel, no patch matrix
-        out = cpu.conv2d_panels(
+    options = dict(
+        block_m=block_m, block_n=block_n, popcount=popcount, isa=isa, algorithm=algorithm
+    )
+
+    # The branches below run in the lowering's own trace: they use their arguments, never
+    # arrays closed over from this one.
+    def finish(dots, kernel, transform, fused: bool):
+        out = dots.reshape(n, ho, wo, cout)
+        if correct:
+            out = out - _pad_correction(kernel, (h, w), strides, pads)
+        return out if fused else apply_transform(out, transform)
+
+    def via_patches(kind):
+        def run(x, kernel, transform):
+            cols = patches.patches(x.words, (kh, kw), strides, pads)  # padded words are 0 → +1
+            dots = _matmul_by(
+                kind,
+                PackedBits(cols.reshape(n * ho * wo, -1), kernel.k),
+                PackedBits(kernel.words, kernel.k),
+                None if correct else transform,
+                kernel.panels if kind == "native" else None,
+                **options,
+            )
+            return finish(dots, kernel, transform, fused=not correct)
+
+        return run
+
+    def native(x, kernel, transform):
+        if kernel.panels is None or cpu.panel_isa(isa) is None:
+            return via_patches("native")(x, kernel, transform)
+        # Patches gathered inside the kernel, no patch matrix.
+        dots = cpu.conv2d_panels(
             x.words, kernel.panels, kernel.k, cout, (kh, kw), strides, pads, (ho, wo), isa
         )
-    else:
-        cols = patches.patches(x.words, (kh, kw), strides, pads)  # padded words are 0 → +1
-        out = xnor_matmul(
-            PackedBits(cols.reshape(n * ho * wo, -1), kernel.k),
-            PackedBits(kernel.words, kernel.k),
-            fused,
-            backend=backend,
-            block_m=block_m,
-            block_n=block_n,
-            popcount=popcount,
-            isa=isa,
-            b_panels=kernel.panels,
-        )
-    out = out.reshape(n, ho, wo, cout)
-    if correct:
-        out = out - _pad_correction(kernel, (h, w), strides, pads)
-    if fused is None:
-        out = apply_transform(out, transform)
+        return finish(dots, kernel, transform, fused=False)
+
+    def pallas(platform, x, kernel, transform):
+        return via_patches(platform)(x, kernel, transform)
+
+    out = backend_lib.run(
+        backend, (x, kernel, transform), xla=via_patches("xla"), pallas=pallas, native=native
+    )
     return bitpack.pack(out) if packed_output else out
 
 

@@ -195,3 +195,40 @@ def test_errors_name_the_value():
         xnor.xnor_conv2d(x, np.ones((3, 3, 5, 2), np.float32))
     with pytest.raises(ValueError, match="different K"):
         xnor.xnor_matmul(bitpack.pack(jnp.ones((2, 5))), bitpack.pack(jnp.ones((2, 6))))
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_tensor_core_path_bit_exact(case):
+    # The unpack-to-int8 dot kernel (GPU tensor cores), interpreted: the same integers.
+    x, w = case_arrays(case)
+    *_, k, stride, padding, pad_value = case
+    expected = numpy_conv(x, w, stride, pads_of(padding, x.shape, k, stride), pad_value)
+    kwargs = dict(strides=(stride, stride), padding=padding, pad_value=pad_value)
+    got = xnor.xnor_conv2d(x, w, backend="interpret", algorithm="dot", **kwargs)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (5, 7, 31), (33, 129, 100), (17, 9, 2100)])
+def test_tensor_core_matmul_bit_exact_with_transform(m, n, k):
+    # k = 2100: 66 words, three chunks of 32 words, most of the last one padding.
+    rng = np.random.default_rng(k)
+    a, b = rng.choice([-1, 1], size=(m, k)), rng.choice([-1, 1], size=(n, k))
+    pa, pb = bitpack.pack(jnp.asarray(a, jnp.float32)), bitpack.pack(jnp.asarray(b, jnp.float32))
+    got = xnor.xnor_matmul(pa, pb, backend="interpret", algorithm="dot")
+    np.testing.assert_array_equal(got, a @ b.T)
+    mult, bias = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+    transform = xnor.OutputTransform(jnp.asarray(mult), jnp.asarray(bias), (-3.0, 5.0))
+    got = xnor.xnor_matmul(pa, pb, transform, backend="interpret", algorithm="dot")
+    np.testing.assert_allclose(got, np.clip(a @ b.T, -3, 5) * mult + bias, rtol=1e-6, atol=1e-5)
+
+
+def test_algorithm_choice_by_platform_and_rows():
+    choose = xnor.choose_algorithm
+    assert choose("auto", "cuda", xnor.DOT_MIN_ROWS) == "dot"
+    assert choose("auto", "cuda", xnor.DOT_MIN_ROWS - 1) == "popcount"  # GEMV-like
+    assert choose("auto", "tpu", 10_000) == "popcount"
+    assert choose("auto", "interpret", 10_000) == "popcount"
+    assert choose("dot", "tpu", 1) == "dot"
+    with pytest.raises(ValueError, match=r"'mma'.*popcount"):
+        xnor.xnor_matmul(bitpack.pack(jnp.ones((2, 5))), bitpack.pack(jnp.ones((2, 5))),
+                         algorithm="mma")  # fmt: skip
