@@ -56,15 +56,11 @@ def _load(name: str, path: str):
 
 
 bench = _load("bnnlab_benchmarks_kernels", "benchmarks/kernels.py")  # shapes, timing, the R18
-
-
-def kernel_cases():
-    return _load("bnnlab_kernel_cases", "tests/kernel_cases.py")
+cases = _load("bnnlab_kernel_cases", "tests/kernel_cases.py")  # the kernel tests' shape suite
 
 
 def check_kernels(backend: str, dry_run: bool) -> list[tuple[str, bool]]:
     """(case, bit-exact) for every kernel and path on the suite."""
-    cases = kernel_cases()
     conv_cases = cases.CONV_CASES[:2] if dry_run else cases.CONV_CASES
     matmuls = [(5, 7, 31)] if dry_run else [(1, 1, 1), (5, 7, 31), (33, 129, 100), (64, 64, 576)]
     results = []
@@ -99,7 +95,6 @@ def check_kernels(backend: str, dry_run: bool) -> list[tuple[str, bool]]:
 
 def transform_case(backend: str, algorithm: str) -> bool:
     """The fused transform (clamp, multiplier, bias) and the packed output of a conv."""
-    cases = kernel_cases()
     x, w = cases.case_arrays(cases.CONV_CASES[1])
     rng = np.random.default_rng(5)
     mult = jnp.asarray(rng.normal(size=w.shape[-1]), jnp.float32)

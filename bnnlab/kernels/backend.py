@@ -40,69 +40,31 @@ def check(backend: str, has_native: bool = False) -> str:
     return backend
 
 
-def _pallas_on_cpu(*_):
-    raise ValueError(
-        "Pallas kernels compile only for GPU/TPU; on CPU use backend='interpret' (the same "
-        "kernel, interpreted), 'native' or 'xla'. (Lowering for cuda/tpu from a CPU host works: "
-        "jax.jit(f).trace(...).lower(lowering_platforms=('cuda',)).)"
-    )
-
-
-def _no_pallas_for(platform: str):
-    def fail(*_):
-        raise ValueError(
-            f"No compiled Pallas kernel for platform {platform!r}; use backend='xla' or 'auto'."
-        )
-
-    return fail
-
-
-def _native_only_on_cpu(*_):
-    raise ValueError("The native kernel runs on the CPU; use backend='auto' on other platforms.")
-
-
-def _native_or_fail(native: Callable):
-    def run(*args):
-        if not cpu.available():
-            raise RuntimeError(f"The native CPU kernel is unavailable: {cpu.unavailable_reason()}.")
-        return native(*args)
-
-    return run
-
-
-def _native_or_xla(native: Callable | None, xla: Callable):
-    def run(*args):
-        if native is None:
-            return xla(*args)
-        if cpu.available():
-            return native(*args)
-        _warn_no_native(cpu.unavailable_reason())
-        return xla(*args)
-
-    return run
-
-
 def run(backend: str, args: tuple, *, xla: Callable, pallas: Callable, native=None):
     """One op on ``args`` (a tuple of pytrees of arrays) by ``backend``.
 
     ``xla(*args)`` and ``native(*args)`` compute it; ``pallas(platform, *args)`` runs its Pallas
     kernel compiled for ``platform`` (one of ``COMPILED_PALLAS``) or, with "interpret", in
     JAX's interpreter. Every implementation must return the same pytree of the same avals.
+    Which one runs is ``resolve(backend, platform=p)`` for the platform ``p`` being lowered for.
     """
     check(backend, has_native=native is not None)
-    if backend == "xla":
+
+    def on(platform: str):
+        def call(*args):
+            kind = resolve(backend, has_native=native is not None, platform=platform)
+            if kind in ("pallas", "interpret"):
+                return pallas(platform if kind == "pallas" else "interpret", *args)
+            return (native if kind == "native" else xla)(*args)
+
+        return call
+
+    if backend == "xla":  # the same everywhere: no per-platform choice
         return xla(*args)
     if backend == "interpret":
         return pallas("interpret", *args)
-    compiled = {p: functools.partial(pallas, p) for p in COMPILED_PALLAS}
-    if backend == "pallas":
-        branches = {**compiled, "cpu": _pallas_on_cpu}
-        return platforms.per_platform(args, branches, _no_pallas_for("this"), like=xla)
-    if backend == "native":
-        branches = {"cpu": _native_or_fail(native)}
-        return platforms.per_platform(args, branches, _native_only_on_cpu, like=xla)
-    branches = {**compiled, "cpu": _native_or_xla(native, xla)}
-    return platforms.per_platform(args, branches, xla)
+    branches = {p: on(p) for p in platforms.PLATFORMS}
+    return platforms.per_platform(args, branches, on("other"), like=xla)
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -117,18 +79,26 @@ def resolve(backend: str, has_native: bool = False, platform: str | None = None)
     """The implementation ``backend`` selects for an op when lowered for ``platform`` (default:
     the host's): "pallas", "interpret", "xla" or "native"; raises where there is none."""
     check(backend, has_native)
-    platform = platform or platforms.host_platform()
     if backend in ("xla", "interpret"):
         return backend
+    platform = platform or platforms.host_platform()
     if backend == "pallas":
         if platform == "cpu":
-            _pallas_on_cpu()
+            raise ValueError(
+                "Pallas kernels compile only for GPU/TPU; on CPU use backend='interpret' (the "
+                "same kernel, interpreted), 'native' or 'xla'. (Lowering for cuda/tpu from a CPU "
+                "host works: jax.jit(f).trace(...).lower(lowering_platforms=('cuda',)).)"
+            )
         if platform not in COMPILED_PALLAS:
-            _no_pallas_for(platform)()
+            raise ValueError(
+                f"No compiled Pallas kernel for platform {platform!r}; use backend='xla' or 'auto'."
+            )
         return "pallas"
     if backend == "native":
         if platform != "cpu":
-            _native_only_on_cpu()
+            raise ValueError(
+                "The native kernel runs on the CPU; use backend='auto' on other platforms."
+            )
         if not cpu.available():
             raise RuntimeError(f"The native CPU kernel is unavailable: {cpu.unavailable_reason()}.")
         return "native"

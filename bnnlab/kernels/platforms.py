@@ -39,9 +39,10 @@ from jax.extend import backend as jex_backend
 from jax.extend import core as jex_core
 from jax.interpreters import batching, mlir
 
+from bnnlab.kernels import cpu
+
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 GPU_PLATFORMS = ("cuda", "rocm")
-GPU_PALLAS_BACKEND = "triton"  # see the module docstring
 # The GPU that cross-lowering targets when none is attached (jax 0.11's Triton lowering reads
 # the compute capability of the target device).
 DEFAULT_CROSS_GPU = "NVIDIA H200"
@@ -149,36 +150,29 @@ def per_platform(args, branches: dict[str, Callable], default: Callable, like=No
     if unknown:
         raise ValueError(f"Unknown platforms {sorted(unknown)}; use {PLATFORMS}.")
     leaves, in_tree = jax.tree.flatten(args)
-    out_tree = []
+    shapes = jax.eval_shape(like or default, *args)
+    out_tree = jax.tree.structure(shapes)
 
     def flat(fn):
         def run(*flat_args):
-            out = fn(*jax.tree.unflatten(in_tree, flat_args))
-            out_leaves, tree = jax.tree.flatten(out)
-            if out_tree and tree != out_tree[0]:
-                raise TypeError(f"Branch {fn} returns {tree}, the default returns {out_tree[0]}.")
+            out_leaves, tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, flat_args)))
+            if tree != out_tree:
+                raise TypeError(f"Branch {fn} returns {tree}, the others {out_tree}.")
             return out_leaves
 
         return run
 
-    shapes = jax.eval_shape(like or default, *args)
-    out_tree.append(jax.tree.structure(shapes))
     out_avals = tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in jax.tree.leaves(shapes))
     bound = _Branches({p: flat(f) for p, f in branches.items()}, flat(default), out_avals)
     outs = per_platform_p.bind(*map(jax.numpy.asarray, leaves), branches=bound)
-    return jax.tree.unflatten(out_tree[0], outs)
+    return jax.tree.unflatten(out_tree, outs)
 
 
 # Custom calls of ours that jax.export must be told to accept: they carry no compatibility
 # guarantee across jax versions (the Triton kernel is compiled by the jaxlib that loads it;
 # the native one needs this package's library), so an export holding them runs with the
 # versions it was made with.
-UNGUARANTEED_CALLS = (
-    "__gpu$xla.gpu.triton",
-    "bnnlab_xnor_matmul",
-    "bnnlab_xnor_matmul_panels",
-    "bnnlab_xnor_conv2d_panels",
-)
+UNGUARANTEED_CALLS = ("__gpu$xla.gpu.triton", cpu.TARGET, cpu.PANELS_TARGET, cpu.CONV_TARGET)
 
 
 def export_safety_checks() -> list:

@@ -118,12 +118,16 @@ def _unpack_dot_kernel(a_ref, bt_ref, *refs, pad_bits: int, chunks: int, transfo
     _epilogue(acc - pad_bits, refs, transformed, clamp)
 
 
+def check_algorithm(algorithm: str) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"Unknown XNOR algorithm {algorithm!r}; use one of {ALGORITHMS}.")
+
+
 def choose_algorithm(algorithm: str, platform: str, rows: int) -> str:
     """The Pallas matmul's inner product: "popcount" (XOR + popcount on vector/CUDA cores) or
     "dot" (unpack to ±1 int8 on chip, tensor-core dot); "auto": "dot" on GPU from
     ``DOT_MIN_ROWS`` rows, else "popcount"."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"Unknown XNOR algorithm {algorithm!r}; use one of {ALGORITHMS}.")
+    check_algorithm(algorithm)
     if algorithm != "auto":
         return algorithm
     gpu = platform in platforms_lib.GPU_PLATFORMS
@@ -269,7 +273,7 @@ def xnor_matmul(
     """
     if a.k != b.k:
         raise ValueError(f"Packed operands have different K: {a.k} and {b.k}.")
-    choose_algorithm(algorithm, "interpret", 0)  # validates the name now, on every backend
+    check_algorithm(algorithm)  # now, on every backend (only Pallas reads it)
 
     impl = functools.partial(
         _matmul_by,
@@ -385,8 +389,7 @@ def xnor_conv2d(
     kh, kw, cin, cout = kernel.shape
     if x.k != cin:
         raise ValueError(f"Input has {x.k} channels, the kernel expects {cin}.")
-    backend_lib.check(backend, has_native=True)
-    choose_algorithm(algorithm, "interpret", 0)
+    check_algorithm(algorithm)
     strides = tuple(strides)
     pads = patches.explicit_padding(padding, x.words.shape[1:3], (kh, kw), strides)
     correct = pad_value == 0.0 and any(p != (0, 0) for p in pads)

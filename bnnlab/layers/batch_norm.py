@@ -28,6 +28,8 @@ and code that looks for ``nn.BatchNorm`` work unchanged.
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -89,9 +91,7 @@ class BatchNorm(nn.BatchNorm):
         else:
             mean, var = batch_moments(x, reduction_axes)
             if not self.is_initializing():
-                m = 1
-                for a in reduction_axes:
-                    m *= x.shape[a]
+                m = math.prod(x.shape[a] for a in reduction_axes)
                 correction = m / (m - 1) if self.running_var == "unbiased" and m > 1 else 1.0
                 rho = self.momentum
                 ra_mean.value = rho * ra_mean.value + (1 - rho) * mean
