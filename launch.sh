@@ -5,14 +5,19 @@
 #
 # Extra flags go to `python -m bnnlab.main` unchanged, e.g. --config.lr=0.05 or
 # --config.data_dir=/data/tfds. Pass --workdir=DIR to resume an earlier run instead (the last
-# --workdir wins). --distributed calls jax.distributed.initialize() on each host of a
-# multi-host pod slice; run the same command on every host. Environment:
+# --workdir wins). --distributed calls jax.distributed.initialize() in every process; run the
+# same command on every host (give every process the same --workdir). Environment:
 #   BNNLAB_WORKDIR_ROOT  where dated workdirs go (default: workdirs)
 #   PYTHON               interpreter (default: python)
+#   JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID
+#                        with --distributed: host:port of process 0, the process count and
+#                        this process's index (all three, e.g. several processes on one
+#                        machine or a cluster JAX does not detect); unset, JAX detects the
+#                        cluster (Cloud TPU, SLURM, Open MPI, Kubernetes)
 set -euo pipefail
 
 if [[ $# -lt 1 || "$1" == -* ]]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 config="$1"

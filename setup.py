@@ -122,6 +122,7 @@ setup(
         "scikit-learn>=1.4",
         "tensorflow-datasets>=4.9.6",
         "array-record>=0.5",
+        "grain>=0.2.12",
         "tensorboardX>=2.6",
         "tqdm>=4.60",
         "pillow>=10",
@@ -130,6 +131,12 @@ setup(
     cmdclass={"build_py": BuildPyWithNative, "build_native": BuildNative},
     package_data={"bnnlab.kernels": ["csrc/*.cc"]},
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "portpicker>=1.6",
+        ],
     },
 )

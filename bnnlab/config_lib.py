@@ -16,6 +16,9 @@ OPTIMIZERS = ("sgd", "adam")
 TRAINERS = ("supervised", "reconfig")
 SCHEDULES = ("cosine", "linear", "constant", "piecewise")
 SCHEDULE_UNITS = ("epoch", "step")
+# Mixed precision: "bfloat16" computes activations and conv/matmul operands in bf16; params,
+# optimizer state, BatchNorm statistics, the loss and every quantizer decision stay float32.
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def base() -> mlc.ConfigDict:
@@ -32,6 +35,10 @@ def base() -> mlc.ConfigDict:
     c.rrc_scale = (0.08, 1.0)  # RandomResizedCrop area range (ImageNet augmentation)
     c.image_size = config_dict.placeholder(int)  # upsample/crop inputs to this size
     c.batch_size = 256  # global, over all devices and hosts
+    # Processes that decode and augment training batches (grain): -1 = one per CPU core but
+    # one for datasets of encoded images (ImageNet), 0 for in-memory ones (CIFAR, digits);
+    # 0 = threads of the training process.
+    c.data_workers = -1
     c.eval_batch_size = 128
 
     # Model: models.get(model_name, quant=..., **model).
@@ -43,6 +50,7 @@ def base() -> mlc.ConfigDict:
     c.quant.scale = config_dict.placeholder(str)  # "uniform" (ReCU), "mean_abs" (SiMaN)
     c.quant.pad_value = 0.0
     c.quant.adder = False  # AdderNet L1 layers instead of the inner convolutions
+    c.compute_dtype = "float32"  # COMPUTE_DTYPES; the recipes' accelerator variants use bf16
 
     # Optimisation.
     c.num_epochs = 400
@@ -143,8 +151,9 @@ def sgd_cosine(c: mlc.ConfigDict, *, epochs: int, weight_decay: float, warmup_ep
 
 
 def cifar10(c: mlc.ConfigDict, *, epochs: int | None = None) -> None:
-    """CIFAR-10 at the papers' batch sizes (256 / test 128)."""
+    """CIFAR-10 at the papers' batch sizes (256 / test 128), in bf16 (an accelerator run)."""
     c.dataset = "cifar10"
+    c.compute_dtype = "bfloat16"
     c.batch_size = 256
     c.eval_batch_size = 128
     if epochs is not None:
@@ -154,8 +163,10 @@ def cifar10(c: mlc.ConfigDict, *, epochs: int | None = None) -> None:
 def imagenet(
     c: mlc.ConfigDict, *, epochs: int | None = None, batch_size: int = 512, rrc_scale=(0.08, 1.0)
 ) -> None:
-    """ImageNet data at the papers' batch sizes (test batch = half the training batch)."""
+    """ImageNet data at the papers' batch sizes (test batch = half the training batch), in
+    bf16 (an accelerator run)."""
     c.dataset = "imagenet2012"
+    c.compute_dtype = "bfloat16"
     if epochs is not None:
         c.num_epochs = epochs
     c.batch_size = batch_size
@@ -201,6 +212,8 @@ def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None)
     c.checkpoint_every_steps = 200
     c.diagnostics_every_steps = 50
     c.teacher_workdir = None
+    c.compute_dtype = "float32"  # bf16 convolutions are emulated (slow) on CPUs
+    c.data_workers = 0  # 8×8 digits: worker processes would cost more than they save
     if width is not None:
         c.model.width = width
     imagenet_stems = (
@@ -240,11 +253,22 @@ def validate(c: mlc.ConfigDict) -> None:
     if bad:
         raise ValueError(f"Unknown config key(s): {', '.join(bad)}.")
     _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check_choice("compute_dtype", c.compute_dtype, COMPUTE_DTYPES)
+    if c.trainer == "reconfig" and c.compute_dtype != "float32":
+        raise ValueError(
+            f"config.compute_dtype = {c.compute_dtype!r}: the reconfigurable trainer computes in "
+            "float32 only; use compute_dtype='float32'."
+        )
     _check_choice("trainer", c.trainer, TRAINERS)
     if c.trainer == "reconfig" and not c.reconfig.tasks:
         raise ValueError("config.trainer = 'reconfig' needs config.reconfig.tasks.")
     _check_choice("schedule", c.schedule, SCHEDULES)
     _check_choice("schedule_unit", c.schedule_unit, SCHEDULE_UNITS)
+    if c.data_workers < -1:
+        raise ValueError(
+            f"config.data_workers must be -1 (one per CPU core but one) or >= 0, got "
+            f"{c.data_workers}."
+        )
     if c.log_every_steps < 1:
         raise ValueError(f"config.log_every_steps must be >= 1, got {c.log_every_steps}.")
     if c.checkpoint_every_steps % c.log_every_steps:

@@ -43,6 +43,30 @@ class _QuietOrbax(logging.Filter):
         return record.levelno >= logging.WARNING or "orbax" not in record.pathname
 
 
+def initialize_distributed(jax) -> None:
+    """``jax.distributed.initialize`` for ``config.distributed``.
+
+    With JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
+    JAX_PROCESS_ID set, those are used (any cluster, or several processes on one machine);
+    otherwise JAX detects the cluster itself (Cloud TPU pods, SLURM, Open MPI, Kubernetes).
+    """
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not address:
+        jax.distributed.initialize()
+        return
+    missing = [k for k in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if k not in os.environ]
+    if missing:
+        raise app.UsageError(
+            f"JAX_COORDINATOR_ADDRESS={address} is set but {', '.join(missing)} is not: set "
+            "all three (or none, to let JAX detect the cluster)."
+        )
+    jax.distributed.initialize(
+        coordinator_address=address,
+        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+        process_id=int(os.environ["JAX_PROCESS_ID"]),
+    )
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -55,7 +79,7 @@ def main(argv):
     config_lib.validate(config)
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize().split("=", 1)[1])
     if config.distributed:
-        jax.distributed.initialize()
+        initialize_distributed(jax)
     logging.info(
         "JAX %s, process %d/%d, devices: %s",
         jax.__version__,

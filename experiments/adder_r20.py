@@ -60,6 +60,11 @@ def get_config(arg=None):
         c.model_name = "resnet18" if arg.r18 else "resnet50"
         c.model.shortcut = "block_conv"  # the downsample convs are adders too
         c.model.logits_bn = True
+    if not arg.float:
+        # Adder outputs have |mean|/std of 20–60: the BatchNorm after each adder layer keeps
+        # the few units that differ, which bfloat16 activations (3 digits) would round away.
+        # The L1 layers compute in float32 in any case; so does the whole recipe here.
+        c.compute_dtype = "float32"
     if arg.runlocal:
         config_lib.runlocal(c, epochs=EPOCHS)
     return c

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 
 from bnnlab.data import augment, pipeline, sources
+from bnnlab.data.pipeline import resolve_workers
 from bnnlab.data.sources import DatasetNotFoundError
 
 
@@ -62,9 +63,11 @@ def load_sources(name: str, data_dir: str | None = None):
             sources.fake(FAKE_SIZES[s], meta.image_shape, meta.num_classes, seed=i)
             for i, s in enumerate(("train", "test"))
         )
+    # Variable-size images (ImageNet) stay encoded until the preprocessing crops them.
+    encoded = meta.augment == "imagenet"
     return (
-        sources.TfdsSource(name, meta.train_split, data_dir),
-        sources.TfdsSource(name, meta.eval_split, data_dir),
+        sources.TfdsSource(name, meta.train_split, data_dir, encoded),
+        sources.TfdsSource(name, meta.eval_split, data_dir, encoded),
     )
 
 
@@ -83,13 +86,13 @@ def build(config, process_index: int = 0, process_count: int = 1):
             f"Unknown normalization {normalization!r}; use one of {tuple(augment.NORMALIZATIONS)}."
         )
     train_fn = functools.partial(
-        augment.train_preprocess,
+        augment.train_augment,
         augment=augmentation,
-        normalization=normalization,
         crop_padding=config.crop_padding,
         image_size=config.image_size,
         rrc_scale=tuple(config.rrc_scale),
     )
+    finish_fn = functools.partial(augment.finish, normalization=normalization)
     eval_fn = functools.partial(
         augment.eval_preprocess,
         transform=meta.eval_transform,
@@ -97,7 +100,13 @@ def build(config, process_index: int = 0, process_count: int = 1):
         image_size=config.image_size,
     )
     loader = pipeline.TrainLoader(
-        train_source, config.batch_size, config.seed, train_fn, process_index, process_count
+        train_source,
+        config.batch_size,
+        config.seed,
+        train_fn,
+        process_index,
+        process_count,
+        finish=finish_fn,
     )
 
     def eval_iter():
@@ -108,4 +117,12 @@ def build(config, process_index: int = 0, process_count: int = 1):
     return loader, eval_iter, meta, len(eval_source)
 
 
-__all__ = ["DATASETS", "DatasetInfo", "DatasetNotFoundError", "build", "info", "load_sources"]
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "DatasetNotFoundError",
+    "build",
+    "info",
+    "load_sources",
+    "resolve_workers",
+]

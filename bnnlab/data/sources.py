@@ -34,13 +34,22 @@ class ArraySource:
 
 
 class TfdsSource:
-    """Random access into a prepared TFDS dataset through ``tfds.data_source`` (no TensorFlow)."""
+    """Random access into a prepared TFDS dataset through ``tfds.data_source`` (no TensorFlow).
 
-    def __init__(self, name: str, split: str, data_dir: str | None):
+    ``encoded_images=True`` skips TFDS's image decoding: ``get`` returns the records' encoded
+    bytes (ImageNet's JPEGs), which the preprocessing decodes, cropping first
+    (``augment.random_resized_crop``), in the input pipeline's worker processes.
+    """
+
+    def __init__(self, name: str, split: str, data_dir: str | None, encoded_images: bool = False):
         import tensorflow_datasets as tfds
 
+        self.encoded_images = encoded_images
+        decoders = {"image": tfds.decode.SkipDecoding()} if encoded_images else None
         try:
-            self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+            self._source = tfds.data_source(
+                name, split=split, data_dir=data_dir, download=False, decoders=decoders
+            )
             size = len(self._source)
         except Exception as e:  # tfds raises several types for "not prepared"
             where = data_dir or "the default TFDS data directory (~/tensorflow_datasets)"
@@ -65,6 +74,8 @@ class TfdsSource:
         except TypeError:  # tfds.testing.mock_data's sources only support single reads
             records = [self._source[k] for k in keys]
         labels = np.asarray([r["label"] for r in records], np.int32)
+        if self.encoded_images:
+            return {"image": [bytes(r["image"]) for r in records], "label": labels}
         images = [np.asarray(r["image"]) for r in records]
         if len({im.shape for im in images}) == 1:
             return {"image": np.stack(images), "label": labels}

@@ -31,9 +31,12 @@ class RSign(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         shift = self.param("bias", initializers.zeros_init(), (x.shape[-1],), self.param_dtype)
-        out = qmath.surrogate(qmath.sign, qmath.approx_sign_derivative, x + shift, ())
+        # The threshold test runs in float32 (at least) under mixed precision; ±1 is exact in
+        # any compute dtype, so only the decision needs the wider type.
+        wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        out = qmath.surrogate(qmath.sign, qmath.approx_sign_derivative, wide + shift, ())
         self.sow("intermediates", "input_positive_fraction", jnp.mean(out > 0))
-        return out
+        return out.astype(x.dtype)
 
 
 class RPReLU(nn.Module):
@@ -56,6 +59,7 @@ class RPReLU(nn.Module):
         gamma = self.param("gamma", initializers.zeros_init(), (c,), self.param_dtype)
         beta = self.param("beta", initializers.constant(self.slope_init), (c,), self.param_dtype)
         zeta = self.param("zeta", initializers.zeros_init(), (c,), self.param_dtype)
+        gamma, beta, zeta = (p.astype(x.dtype) for p in (gamma, beta, zeta))
         u = x - gamma
         return jnp.where(u >= 0, u, beta * u) + zeta
 
@@ -77,4 +81,4 @@ class PReLU(nn.Module):
         beta = self.param(
             "beta", initializers.constant(self.slope_init), (x.shape[-1],), self.param_dtype
         )
-        return jnp.where(x >= 0, x, beta * x)
+        return jnp.where(x >= 0, x, beta.astype(x.dtype) * x)

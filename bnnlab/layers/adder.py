@@ -39,6 +39,9 @@ class AdderConv(nn.Module):
       use_bias: AdderNet layers have none by default (BatchNorm follows them).
       kernel_init: N(0, 1), as the reference (its adder layers are not nn.Conv2d, so PyTorch's
         Kaiming init never touches them).
+      dtype: dtype of the output (None: the input's). The L1 distances themselves are always
+        computed in float32: they are sums of |x − F| of size 20–60 whose differences, a few
+        units, are what the BatchNorm after the layer keeps, and bfloat16 keeps 3 digits.
       backend: forward kernel, ``"xla"`` (default), ``"pallas"``, ``"interpret"`` or ``"auto"``
         (``bnnlab.kernels.backend``); the backward is always the XLA formulation.
 
@@ -51,6 +54,7 @@ class AdderConv(nn.Module):
     strides: int | Sequence[int] = 1
     padding: Any = "SAME"
     use_bias: bool = False
+    dtype: Any = None
     param_dtype: Any = jnp.float32
     kernel_init: Callable = initializers.normal(1.0)
     bias_init: Callable = initializers.zeros_init()
@@ -72,7 +76,9 @@ class AdderConv(nn.Module):
         kernel = self.param(
             "kernel", self.kernel_init, (*ks, x.shape[-1], self.features), self.param_dtype
         )
+        out_dtype = self.dtype or x.dtype
+        x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         y = adder_conv(x, kernel.astype(x.dtype), strides, tuple(padding), self.backend)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-        return y
+        return y.astype(out_dtype)

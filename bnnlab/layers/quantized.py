@@ -92,6 +92,20 @@ def pad_inputs(x, padding, kernel_spatial, strides, input_dilation, kernel_dilat
     return x, "VALID"
 
 
+def accumulator_dtype(compute_dtype, quantizers):
+    """The dtype a layer's convolution or matmul returns: float32 for a quantized layer under a
+    narrower compute dtype, else the compute dtype (as ``nn.Conv``/``nn.Dense``).
+
+    A binary conv's output is an integer sum of up to k²·C_in terms (times α), which bfloat16
+    represents exactly only up to 256; the layer hands the float32 accumulator to the
+    BatchNorm after it, which normalises in float32 and returns the compute dtype. Rounding
+    these sums to bfloat16 cost 2–4 points of accuracy (docs/numerics.md).
+    """
+    if any(q is not None and q.precision < 16 for q in quantizers):
+        return jnp.promote_types(compute_dtype, jnp.float32)
+    return compute_dtype
+
+
 def resolve_train(module_train: bool | None, call_train: bool | None, quantizers) -> bool:
     """The effective train flag; required only when a quantizer behaves differently in eval."""
     train = module_train if call_train is None else call_train
@@ -168,7 +182,13 @@ class _QuantBase(nn.Module):
                 self.param_dtype,
             )
         )
-        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        # Mixed precision: the quantizers see float32 (at least), so every binarisation
+        # decision and every statistic (standardisation, scales, percentiles, steps) is the
+        # float32 one; only their outputs are cast to the compute dtype for the conv/matmul.
+        # ±1 codes are exact in bfloat16.
+        compute = self.dtype or jnp.result_type(inputs, kernel, *([bias] * (bias is not None)))
+        statistics = jnp.promote_types(compute, jnp.float32)
+        inputs, kernel = inputs.astype(statistics), kernel.astype(statistics)
         kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
         if kernel_q is not None and kernel_q.precision == 1:
             # The binary code this step computes with, for flip tracking; only collected when
@@ -179,6 +199,7 @@ class _QuantBase(nn.Module):
             # Sign balance of the binarised input, collected only when a caller asks for the
             # 'intermediates' collection (diagnostics); otherwise sow is a no-op.
             self.sow("intermediates", "input_positive_fraction", jnp.mean(inputs > 0))
+        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=compute)
         return inputs, kernel, bias, scale
 
     @staticmethod
@@ -202,6 +223,9 @@ class QuantConv(_QuantBase):
       pad_value: value of padded taps *after* input quantization: 0 (zero padding, as the
         PyTorch reference code) or 1 (+1 padding, free for a bit-packed kernel).
       train: default train flag (the call argument overrides it).
+      dtype: compute dtype of the conv operands and output (None: promoted from the inputs
+        and params, as ``nn.Conv``). The quantizers always run in float32 or wider (see
+        ``docs/numerics.md``, mixed precision), so the binary codes do not depend on it.
 
     Call: ``layer(x, train=..., progress=...)``; ``progress`` ∈ [0, 1] drives schedules.
     """
@@ -279,6 +303,7 @@ class QuantConv(_QuantBase):
             dimension_numbers=dimension_numbers,
             feature_group_count=self.feature_group_count,
             precision=self.precision,
+            preferred_element_type=accumulator_dtype(inputs.dtype, self._quantizers()),
         )
         y = self._scale_and_bias(y, scale, bias)
         if len(batch_shape) != 1:
@@ -290,8 +315,8 @@ class QuantDense(_QuantBase):
     """``nn.Dense`` with quantizers: y = α ⊙ (q_in(x) · q_w(W)) + b.
 
     Attributes are those of ``nn.Dense`` plus ``kernel_quantizer``, ``input_quantizer``,
-    ``scale`` and ``train`` as in ``QuantConv``. The kernel is (in, out): the last axis is
-    the output unit.
+    ``scale`` and ``train`` as in ``QuantConv`` (``dtype`` too: quantizers in float32). The
+    kernel is (in, out): the last axis is the output unit.
     """
 
     features: int
@@ -312,6 +337,10 @@ class QuantDense(_QuantBase):
             inputs, (inputs.shape[-1], self.features), train, progress
         )
         y = lax.dot_general(
-            inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())), precision=self.precision
+            inputs,
+            kernel,
+            (((inputs.ndim - 1,), (0,)), ((), ())),
+            precision=self.precision,
+            preferred_element_type=accumulator_dtype(inputs.dtype, self._quantizers()),
         )
         return self._scale_and_bias(y, scale, bias)

@@ -64,9 +64,16 @@ def channels(features: int, width: float) -> int:
     return max(1, int(round(features * width)))
 
 
-def conv(spec: QuantSpec, features: int, kernel: int, strides: int = 1, name: str | None = None):
+def conv(
+    spec: QuantSpec,
+    features: int,
+    kernel: int,
+    strides: int = 1,
+    name: str | None = None,
+    dtype: Any = None,
+):
     """A k×k conv without bias, padded by k // 2 on each side (PyTorch's ``padding=k//2``);
-    an AdderNet layer when ``spec.adder``."""
+    an AdderNet layer when ``spec.adder``. ``dtype`` is the compute dtype (None: float32)."""
     pad = kernel // 2
     if spec.adder:
         return adder.AdderConv(
@@ -74,6 +81,7 @@ def conv(spec: QuantSpec, features: int, kernel: int, strides: int = 1, name: st
             (kernel, kernel),
             strides=strides,
             padding=((pad, pad), (pad, pad)),
+            dtype=dtype,
             name=name,
         )
     return quantized.QuantConv(
@@ -86,6 +94,7 @@ def conv(spec: QuantSpec, features: int, kernel: int, strides: int = 1, name: st
         input_quantizer=spec.inputs,
         scale=spec.scale,
         pad_value=spec.pad_value,
+        dtype=dtype,
         name=name,
     )
 
@@ -109,8 +118,16 @@ class NormSpec:
     def __post_init__(self):
         batch_norm_lib.check_running_var(self.running_var)
 
-    def __call__(self, train: bool, name: str | None = None, gamma_init: float | None = None):
-        """A BatchNorm over the last axis with PyTorch's momentum 0.1 (Flax ρ = 0.9), ε = 1e-5."""
+    def __call__(
+        self,
+        train: bool,
+        name: str | None = None,
+        gamma_init: float | None = None,
+        dtype: Any = None,
+    ):
+        """A BatchNorm over the last axis with PyTorch's momentum 0.1 (Flax ρ = 0.9), ε = 1e-5;
+        statistics and normalisation in float32, the output in ``dtype`` (None: the input's
+        dtype promoted with float32, as before mixed precision)."""
         gamma = self.gamma_init if gamma_init is None else gamma_init
         return batch_norm_lib.BatchNorm(
             use_running_average=self.frozen or not train,
@@ -118,6 +135,7 @@ class NormSpec:
             epsilon=1e-5,
             scale_init=initializers.constant(gamma),
             running_var=self.running_var,
+            dtype=dtype,
             name=name,
         )
 
@@ -172,6 +190,7 @@ class Shortcut(nn.Module):
     strides: int
     spec: QuantSpec = FLOAT
     norm: NormSpec = NormSpec()
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
@@ -186,5 +205,7 @@ class Shortcut(nn.Module):
         strides = self.strides
         if self.kind == "avgpool_fp_conv" and self.strides != 1:
             x, strides = avg_pool2(x), 1
-        x = conv(spec, self.features, 1, strides, name="conv")(x, train=train, progress=progress)
-        return self.norm(train, name="bn")(x)
+        x = conv(spec, self.features, 1, strides, name="conv", dtype=self.dtype)(
+            x, train=train, progress=progress
+        )
+        return self.norm(train, name="bn", dtype=self.dtype)(x)

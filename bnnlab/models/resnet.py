@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from bnnlab.layers import activations
 from bnnlab.models import blocks
@@ -31,12 +33,15 @@ class Stem(nn.Module):
     imagenet: bool
     act: str | None
     norm: blocks.NormSpec = blocks.NormSpec()
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
         kernel, strides = (7, 2) if self.imagenet else (3, 1)
-        x = blocks.conv(FLOAT, self.features, kernel, strides, name="conv")(x, train=train)
-        x = self.norm(train, name="bn")(x)
+        x = blocks.conv(FLOAT, self.features, kernel, strides, name="conv", dtype=self.dtype)(
+            x, train=train
+        )
+        x = self.norm(train, name="bn", dtype=self.dtype)(x)
         if self.act is not None:
             x = blocks.Activation(self.act, name="act")(x)
         if self.imagenet:
@@ -53,15 +58,16 @@ class Head(nn.Module):
     logits_bn: bool = False
     fc_bias: bool = True
     norm: blocks.NormSpec = blocks.NormSpec()
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
         x = x.mean(axis=(1, 2))
         if self.batch_norm:
-            x = self.norm(train, name="bn", gamma_init=1.0)(x)
-        x = nn.Dense(self.num_classes, use_bias=self.fc_bias, name="fc")(x)
+            x = self.norm(train, name="bn", gamma_init=1.0, dtype=self.dtype)(x)
+        x = nn.Dense(self.num_classes, use_bias=self.fc_bias, dtype=self.dtype, name="fc")(x)
         if self.logits_bn:
-            x = self.norm(train, name="logits_bn", gamma_init=1.0)(x)
+            x = self.norm(train, name="logits_bn", gamma_init=1.0, dtype=self.dtype)(x)
         return x
 
 
@@ -74,11 +80,24 @@ class _Block(nn.Module):
     act: str
     shortcut: str
     norm: blocks.NormSpec = blocks.NormSpec()
+    dtype: Any = None
 
     def skip(self, x, features, train, progress):
         return blocks.Shortcut(
-            self.shortcut, features, self.strides, self.spec, self.norm, name="shortcut"
+            self.shortcut,
+            features,
+            self.strides,
+            self.spec,
+            self.norm,
+            dtype=self.dtype,
+            name="shortcut",
         )(x, train=train, progress=progress)
+
+    def conv(self, features: int, kernel: int, strides: int, name: str):
+        return blocks.conv(self.spec, features, kernel, strides, name=name, dtype=self.dtype)
+
+    def bn(self, train: bool, name: str):
+        return self.norm(train, name, dtype=self.dtype)
 
 
 class BasicBlock(_Block):
@@ -87,10 +106,10 @@ class BasicBlock(_Block):
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
         kw = dict(train=train, progress=progress)
-        y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv1")(x, **kw)
-        y = blocks.Activation(self.act, name="act1")(self.norm(train, "bn1")(y))
-        y = blocks.conv(self.spec, self.features, 3, 1, name="conv2")(y, **kw)
-        y = self.norm(train, "bn2")(y)
+        y = self.conv(self.features, 3, self.strides, name="conv1")(x, **kw)
+        y = blocks.Activation(self.act, name="act1")(self.bn(train, "bn1")(y))
+        y = self.conv(self.features, 3, 1, name="conv2")(y, **kw)
+        y = self.bn(train, "bn2")(y)
         return blocks.Activation(self.act, name="act2")(
             y + self.skip(x, self.features, train, progress)
         )
@@ -102,12 +121,12 @@ class Bottleneck(_Block):
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
         kw = dict(train=train, progress=progress)
-        y = blocks.conv(self.spec, self.features, 1, 1, name="conv1")(x, **kw)
-        y = blocks.Activation(self.act, name="act1")(self.norm(train, "bn1")(y))
-        y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv2")(y, **kw)
-        y = blocks.Activation(self.act, name="act2")(self.norm(train, "bn2")(y))
-        y = blocks.conv(self.spec, 4 * self.features, 1, 1, name="conv3")(y, **kw)
-        y = self.norm(train, "bn3")(y)
+        y = self.conv(self.features, 1, 1, name="conv1")(x, **kw)
+        y = blocks.Activation(self.act, name="act1")(self.bn(train, "bn1")(y))
+        y = self.conv(self.features, 3, self.strides, name="conv2")(y, **kw)
+        y = blocks.Activation(self.act, name="act2")(self.bn(train, "bn2")(y))
+        y = self.conv(4 * self.features, 1, 1, name="conv3")(y, **kw)
+        y = self.bn(train, "bn3")(y)
         return blocks.Activation(self.act, name="act3")(
             y + self.skip(x, 4 * self.features, train, progress)
         )
@@ -121,10 +140,10 @@ class BiRealUnit(_Block):
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
         y = activations.RSign(name="rsign")(x) if self.rsign else x
-        y = blocks.conv(self.spec, self.features, 3, self.strides, name="conv")(
+        y = self.conv(self.features, 3, self.strides, name="conv")(
             y, train=train, progress=progress
         )
-        y = self.norm(train, "bn")(y)
+        y = self.bn(train, "bn")(y)
         return blocks.Activation(self.act, name="act")(
             y + self.skip(x, self.features, train, progress)
         )
@@ -152,6 +171,9 @@ class ResNet(nn.Module):
       bn_running_var: ``"biased"`` (Flax) or ``"unbiased"`` (PyTorch) running-variance update
         (``blocks.NormSpec``); the recipes that replicate PyTorch code use ``"unbiased"``.
       width: channel multiplier for small runs.
+      dtype: compute dtype of activations and conv/matmul operands (None: float32;
+        ``jnp.bfloat16`` for mixed precision). Parameters, BatchNorm statistics and the
+        quantizers' decisions stay float32 and the logits are returned in float32.
     """
 
     stage_sizes: Sequence[int]
@@ -171,6 +193,7 @@ class ResNet(nn.Module):
     frozen_bn: bool = False
     bn_running_var: str = "biased"
     width: float = 1.0
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool = False, progress=None):
@@ -179,7 +202,7 @@ class ResNet(nn.Module):
         blocks.check_choice("block", self.block, BLOCKS)
         norm = blocks.NormSpec(self.bn_gamma_init, self.frozen_bn, self.bn_running_var)
         features = [blocks.channels(f, self.width) for f in self.stage_features]
-        x = Stem(features[0], self.imagenet, self.stem_act, norm, name="stem")(x, train)
+        x = Stem(features[0], self.imagenet, self.stem_act, norm, self.dtype, name="stem")(x, train)
         make = {
             "basic": BasicBlock,
             "bottleneck": Bottleneck,
@@ -196,8 +219,16 @@ class ResNet(nn.Module):
                     self.act,
                     self.shortcut,
                     norm,
+                    self.dtype,
                     name=f"stage{i + 1}_{kind}{j + 1}",
                 )(x, train=train, progress=progress)
-        return Head(
-            self.num_classes, self.head_bn, self.logits_bn, self.fc_bias, norm, name="head"
+        logits = Head(
+            self.num_classes,
+            self.head_bn,
+            self.logits_bn,
+            self.fc_bias,
+            norm,
+            self.dtype,
+            name="head",
         )(x, train)
+        return logits.astype(jnp.promote_types(logits.dtype, jnp.float32))

@@ -92,13 +92,15 @@ def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"Cannot turn {images.shape[-1]}-channel images into {channels} channels.")
 
 
-def _preprocess(batch, rng=None, *, config, normalization: str, channels: int, flip: bool):
+def _preprocess(
+    batch, rng=None, shard=None, *, config, normalization: str, channels: int, flip: bool
+):
     images = augment.upsample(np.asarray(batch["image"]), config.image_size)
     images = _to_channels(augment.to_unit_float(images), channels)
     if rng is not None:
-        images = augment.random_crop(images, config.crop_padding, rng)
+        images = augment.random_crop(images, config.crop_padding, rng, shard)
         if flip:
-            images = augment.random_flip(images, rng)
+            images = augment.random_flip(images, rng, shard)
     return {"image": augment.normalize(images, normalization), "label": batch["label"]}
 
 

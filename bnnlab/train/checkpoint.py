@@ -4,6 +4,10 @@ Orbax writes each checkpoint into a temporary directory and renames it when comp
 killed mid-save (even by SIGKILL) leaves only finished checkpoints visible. If the newest one
 still fails to restore (disk trouble, a half-copied directory), it is reported, moved aside
 into ``checkpoints_corrupt/`` (never deleted) and the previous one is used.
+
+Each checkpoint holds the train state (item ``default``, the only item of checkpoints written
+before the input pipeline's state was saved) and, when given, the input pipeline's iterator
+state (item ``data``, JSON).
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ import pathlib
 import shutil
 import time
 
+import jax
 import orbax.checkpoint as ocp
+
+ITEMS = ("default", "data")  # the train state, the input pipeline's state
 
 
 class Checkpoints:
@@ -29,13 +36,24 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=self._keep, create=True, enable_async_checkpointing=True
         )
-        return ocp.CheckpointManager(self.directory, options=options)
+        return ocp.CheckpointManager(self.directory, item_names=ITEMS, options=options)
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state) -> None:
-        self._manager.save(step, args=ocp.args.StandardSave(state))
+    def save(self, step: int, state, data: dict | None = None) -> None:
+        items = {"default": ocp.args.StandardSave(state)}
+        if data is not None:
+            items["data"] = ocp.args.JsonSave(data)
+        self._manager.save(step, args=ocp.args.Composite(**items))
+
+    def data_state(self, step: int) -> dict | None:
+        """The input pipeline state saved with the checkpoint at ``step`` (None if none was)."""
+        if not (self.directory / str(step) / "data").exists():
+            return None
+        return self._manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))[
+            "data"
+        ]
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
@@ -52,7 +70,18 @@ class Checkpoints:
         step = available[-1] if step is None else step
         if step not in available:
             raise ValueError(f"No checkpoint at step {step} in {self.directory}; have {available}.")
-        return self._manager.restore(step, args=ocp.args.StandardRestore()), step
+        # Onto this process's first device, whatever the topology that saved it (a multi-host
+        # run's checkpoint read by inspect or export on a laptop).
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        metadata = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "default")
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+            metadata.item_metadata.tree,
+        )
+        return self._restore(step, ocp.args.StandardRestore(target)), step
+
+    def _restore(self, step: int, args):
+        return self._manager.restore(step, args=ocp.args.Composite(default=args))["default"]
 
     def restore_latest(self, abstract_state):
         """(state, step) from the newest restorable checkpoint, or (None, 0) if there is none.
@@ -61,7 +90,7 @@ class Checkpoints:
         """
         for step in reversed(self.steps()):
             try:
-                state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+                state = self._restore(step, ocp.args.StandardRestore(abstract_state))
                 logging.info("Resumed from checkpoint at step %d in %s", step, self.directory)
                 return state, step
             except Exception as e:  # orbax raises many types for unreadable data

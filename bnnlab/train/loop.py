@@ -247,6 +247,18 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
     workdir.mkdir(parents=True, exist_ok=True)
     ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints)
     state, start_step = _restore_or_init(exp, ckpts)
+    data_state = ckpts.data_state(start_step) if start_step else None
+    if data_state is not None and data_state.get("step") != start_step:
+        # Batches are a pure function of the step, so starting at the checkpoint's step
+        # serves the same data; a state that disagrees with it is not trusted.
+        logging.warning(
+            "The input pipeline state in checkpoint %d is for step %s; restarting the "
+            "pipeline at step %d instead.",
+            start_step,
+            data_state.get("step"),
+            start_step,
+        )
+        data_state = None
     primary = jax.process_index() == 0
     writer = metrics.Writer(workdir, start_step, enabled=primary)
     if primary and start_step == 0:
@@ -274,8 +286,10 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
     progress_bar = _progress_bar(config, primary, total_steps, start_step)
     final = {}
     window, window_start, last_saved = [], time.time(), start_step
+    decodes = data.info(config.dataset).augment == "imagenet"  # encoded JPEG records
+    workers = data.resolve_workers(config.data_workers, decodes)
+    batches = exp.loader.iterate(start_step, workers=workers, state=data_state)
     try:
-        batches = exp.loader.iterate(start_step)
         for step in range(start_step, end_step):
             batch = exp.device_batch(next(batches))
             state, step_metrics = exp.train_step(state, batch, exp.teacher_variables)
@@ -333,11 +347,12 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
                     final["loss"],
                 )
             if done % config.checkpoint_every_steps == 0 or done in (total_steps, end_step):
-                ckpts.save(done, serialization.to_state_dict(state))
+                ckpts.save(done, serialization.to_state_dict(state), data=batches.get_state())
                 last_saved = done
         if start_step >= total_steps:
             final = evaluate(exp, state)
     finally:
+        batches.close()
         if progress_bar is not None:
             progress_bar.close()
         ckpts.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import jax.numpy as jnp
 import ml_collections as mlc
 
 from bnnlab import data, models
@@ -34,8 +35,13 @@ def model_ref(config, num_classes: int) -> dict:
 
 
 def build_model(config, num_classes: int):
-    """The model a config describes (``quant`` fields of None give the float baseline)."""
-    return models.from_ref(model_ref(config, num_classes))
+    """The model a config describes (``quant`` fields of None give the float baseline),
+    computing in ``config.compute_dtype`` (workdirs from before mixed precision: float32)."""
+    model = models.from_ref(model_ref(config, num_classes))
+    compute_dtype = config.get("compute_dtype", "float32")
+    if compute_dtype == "float32":
+        return model
+    return model.clone(dtype=jnp.dtype(compute_dtype))
 
 
 def save_config(config, workdir: str | pathlib.Path) -> None:

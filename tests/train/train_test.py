@@ -1,6 +1,5 @@
 """The training system end to end on tiny models: exact resume, sharding, TFDS, errors."""
 
-import importlib.util
 import os
 import pathlib
 import signal
@@ -18,16 +17,13 @@ from jax.sharding import PartitionSpec
 from bnnlab import data, train
 from bnnlab.train import checkpoint, loop, metrics, steps
 
+import recipes
+
 ROOT = pathlib.Path(__file__).parents[2]
 
 
 def smoke_config(arg=None, **overrides):
-    spec = importlib.util.spec_from_file_location("smoke", ROOT / "experiments" / "smoke.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg)
-    config.update(overrides)
-    return config
+    return recipes.config("smoke", arg, **overrides)
 
 
 def final_params(workdir):
@@ -40,12 +36,19 @@ def deterministic(records):
 
 
 def test_resume_is_exact(tmp_path):
+    """8 + resume + 8 steps, with batches made in two grain worker processes, equal 16 steps
+    made in this process, bit for bit; the checkpoint carries the input pipeline's state."""
     config = smoke_config()
     full = train.train_and_evaluate(config, tmp_path / "full")
-    first = train.train_and_evaluate(config, tmp_path / "split", stop_at=8)
+    split = smoke_config(data_workers=2)
+    first = train.train_and_evaluate(split, tmp_path / "split", stop_at=8)
     assert first == {}  # stopped before the end: no final eval yet
-    assert checkpoint.Checkpoints(tmp_path / "split", 3).steps() == [8]
-    resumed = train.train_and_evaluate(config, tmp_path / "split")
+    ckpts = checkpoint.Checkpoints(tmp_path / "split", 3)
+    assert ckpts.steps() == [8]
+    data_state = ckpts.data_state(8)
+    ckpts.close()
+    assert data_state["step"] == 8 and data_state["workers"] == 2 and data_state["grain"]
+    resumed = train.train_and_evaluate(split, tmp_path / "split")
     assert resumed == full
     (p_full, q_full, s_full), (p_split, q_split, s_split) = (
         final_params(tmp_path / "full"),

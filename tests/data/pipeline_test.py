@@ -1,0 +1,148 @@
+"""The grain input pipeline (batches by step from threads or worker processes, a JSON-able
+checkpoint state) and the ImageNet path on encoded JPEG bytes."""
+
+import functools
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bnnlab import config_lib, data
+from bnnlab.data import augment, pipeline, sources
+
+
+def digits_loader(batch_size=32):
+    c = config_lib.base()
+    config_lib.runlocal(c)
+    c.batch_size = batch_size
+    loader, _, _, _ = data.build(c)
+    return loader
+
+
+def assert_same_batch(got, want):
+    assert sorted(got) == sorted(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_in_step_order_and_resumable_from_their_state(workers):
+    loader = digits_loader()
+    it = loader.iterate(5, workers=workers)
+    try:
+        for step in (5, 6, 7):
+            assert_same_batch(next(it), loader.batch(step))
+        state = json.loads(json.dumps(it.get_state()))  # what the checkpoint stores
+    finally:
+        it.close()
+    assert state["step"] == 8 and state["workers"] == workers
+    # The same worker count resumes through grain's state, another one from the step alone.
+    for resume_workers in (workers, 1 - min(workers, 1)):
+        resumed = loader.iterate(0, workers=resume_workers, state=state)
+        try:
+            assert_same_batch(next(resumed), loader.batch(8))
+            assert_same_batch(next(resumed), loader.batch(9))
+            assert resumed.get_state()["step"] == 10
+        finally:
+            resumed.close()
+
+
+def test_a_state_from_another_run_is_refused():
+    loader = digits_loader()
+    state = {"step": 12, "start_step": 5, "workers": 0, "grain": {"next_index": 3}}
+    it = loader.iterate(0, workers=0, state=state)  # grain would serve step 8, not 12
+    try:
+        with pytest.raises(RuntimeError, match="served the batch of step 8 where step 12"):
+            next(it)
+    finally:
+        it.close()
+
+
+def test_worker_count():
+    assert pipeline.resolve_workers(3) == 3 == pipeline.resolve_workers(3, decodes=False)
+    assert 0 <= pipeline.resolve_workers(-1) <= pipeline.MAX_AUTO_WORKERS
+    assert pipeline.resolve_workers(-1, decodes=False) == 0  # in-memory arrays: no workers
+    c = config_lib.base()
+    c.data_workers = -2
+    with pytest.raises(ValueError, match=r"data_workers must be -1.*got -2"):
+        config_lib.validate(c)
+
+
+def test_normalize_equals_the_per_channel_formula_bit_for_bit():
+    rng = np.random.default_rng(0)
+    for shape in [(4, 9, 11, 3), (9, 11, 3), (5, 8, 8, 1)]:
+        x = rng.random(shape, dtype=np.float32)
+        name = "imagenet" if shape[-1] == 3 else "digits"
+        mean, std = (np.asarray(v, np.float32) for v in augment.NORMALIZATIONS[name])
+        np.testing.assert_array_equal(augment.normalize(x, name), (x - mean) / std)
+
+
+def jpeg(h, w, seed, quality=95):
+    """A smooth colour image with texture, JPEG-encoded (natural-image-like for the codec)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([np.sin(6 * xx + seed), np.cos(5 * yy), np.sin(4 * (xx + yy))], -1)
+    image = np.clip(127 + 100 * base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("hw", [(375, 500), (600, 900), (120, 90)])
+def test_resized_crop_of_jpeg_bytes_matches_the_decoded_image(hw):
+    """Same crop box (same rng draws), pixels equal up to the box-border filter taps and the
+    DCT-domain downscale the 600×900 image gets for large crops."""
+    data_bytes = jpeg(*hw, seed=1)
+    decoded = augment.decode(data_bytes)
+    assert decoded.shape == (*hw, 3)
+    diffs = []
+    for seed in range(20):
+        rng_bytes, rng_array = np.random.default_rng(seed), np.random.default_rng(seed)
+        got = augment.random_resized_crop(data_bytes, 64, rng_bytes, scale=(0.08, 1.0))
+        want = augment.random_resized_crop(decoded, 64, rng_array, scale=(0.08, 1.0))
+        assert got.shape == want.shape == (64, 64, 3) and got.dtype == np.uint8
+        assert rng_bytes.random() == rng_array.random()  # the same draws were consumed
+        diffs.append(np.abs(got.astype(np.float32) - want).mean())
+    assert max(diffs) < 3.0, diffs
+
+
+def test_imagenet_preprocessing_of_encoded_batches():
+    images = [jpeg(375, 500, 0), jpeg(333, 500, 1), jpeg(500, 375, 2)]
+    batch = {"image": images, "label": np.array([0, 1, 2], np.int32)}
+    out = augment.train_preprocess(
+        batch, np.random.default_rng(0), augment="imagenet", normalization="imagenet"
+    )
+    assert out["image"].shape == (3, 224, 224, 3) and out["image"].dtype == np.float32
+    decoded = {"image": [augment.decode(b) for b in images], "label": batch["label"]}
+    kw = dict(transform="imagenet", normalization="imagenet")
+    np.testing.assert_array_equal(
+        augment.eval_preprocess(batch, **kw)["image"],
+        augment.eval_preprocess(decoded, **kw)["image"],
+    )
+
+
+def test_encoded_source_through_worker_processes():
+    """Encoded records (as TfdsSource returns ImageNet's) decoded and augmented in workers."""
+
+    source = sources.ArraySource(
+        np.array([jpeg(96, 128, i, quality=80) for i in range(8)], dtype=object),
+        np.arange(8, dtype=np.int32),
+    )
+    preprocess = functools.partial(augment.train_augment, augment="imagenet", image_size=32)
+    finish = functools.partial(augment.finish, normalization="imagenet")
+    loader = pipeline.TrainLoader(source, 4, 0, preprocess, finish=finish)
+    assert loader._augmented(0)["image"].dtype == np.uint8  # what the workers send
+    whole = functools.partial(
+        augment.train_preprocess, augment="imagenet", normalization="imagenet", image_size=32
+    )
+    np.testing.assert_array_equal(
+        loader.batch(2)["image"], pipeline.TrainLoader(source, 4, 0, whole).batch(2)["image"]
+    )
+    it = loader.iterate(0, workers=1)
+    try:
+        for step in range(3):
+            assert_same_batch(next(it), loader.batch(step))
+    finally:
+        it.close()
