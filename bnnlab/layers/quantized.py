@@ -11,6 +11,7 @@ where α is the optional learnable per-output-channel scale (ReCU, SiMaN) and b 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -104,6 +105,33 @@ def accumulator_dtype(compute_dtype, quantizers):
     if any(q is not None and q.precision < 16 for q in quantizers):
         return jnp.promote_types(compute_dtype, jnp.float32)
     return compute_dtype
+
+
+def accumulate(op: Callable, lhs: Array, rhs: Array, dtype) -> Array:
+    """``op(lhs, rhs)`` (a convolution or matmul) returning ``dtype``.
+
+    When ``dtype`` is wider than the operands (a quantized layer's float32 accumulator under
+    bfloat16), the backward still runs in the operands' dtype: the cotangent is rounded to it
+    and the transposed ops take bf16 operands, as PyTorch's autocast does. Without this JAX
+    would transpose the float32-result op into float32 ops (no bf16 tensor cores backward).
+    """
+    if jnp.dtype(dtype) == jnp.result_type(lhs, rhs):
+        return op(lhs, rhs)
+
+    @jax.custom_vjp
+    def wide(a, b):
+        return op(a, b, preferred_element_type=dtype)
+
+    def forward(a, b):
+        return wide(a, b), (a, b)
+
+    def backward(residuals, g):
+        a, b = residuals
+        _, vjp = jax.vjp(op, a, b)
+        return vjp(g.astype(jnp.result_type(a, b)))
+
+    wide.defvjp(forward, backward)
+    return wide(lhs, rhs)
 
 
 def resolve_train(module_train: bool | None, call_train: bool | None, quantizers) -> bool:
@@ -293,18 +321,18 @@ class QuantConv(_QuantBase):
             (rank + 1, rank) + tuple(range(rank)),
             (0, rank + 1) + tuple(range(1, rank + 1)),
         )
-        y = lax.conv_general_dilated(
-            inputs,
-            kernel,
-            strides,
-            padding,
+        conv = functools.partial(
+            lax.conv_general_dilated,
+            window_strides=strides,
+            padding=padding,
             lhs_dilation=input_dilation,
             rhs_dilation=kernel_dilation,
             dimension_numbers=dimension_numbers,
             feature_group_count=self.feature_group_count,
             precision=self.precision,
-            preferred_element_type=accumulator_dtype(inputs.dtype, self._quantizers()),
         )
+        out_dtype = accumulator_dtype(inputs.dtype, self._quantizers())
+        y = accumulate(conv, inputs, kernel, out_dtype)
         y = self._scale_and_bias(y, scale, bias)
         if len(batch_shape) != 1:
             y = jnp.reshape(y, batch_shape + y.shape[1:])
@@ -336,11 +364,11 @@ class QuantDense(_QuantBase):
         inputs, kernel, bias, scale = self._quantized_operands(
             inputs, (inputs.shape[-1], self.features), train, progress
         )
-        y = lax.dot_general(
-            inputs,
-            kernel,
-            (((inputs.ndim - 1,), (0,)), ((), ())),
+        matmul = functools.partial(
+            lax.dot_general,
+            dimension_numbers=(((inputs.ndim - 1,), (0,)), ((), ())),
             precision=self.precision,
-            preferred_element_type=accumulator_dtype(inputs.dtype, self._quantizers()),
         )
+        out_dtype = accumulator_dtype(inputs.dtype, self._quantizers())
+        y = accumulate(matmul, inputs, kernel, out_dtype)
         return self._scale_and_bias(y, scale, bias)

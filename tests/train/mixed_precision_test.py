@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bnnlab import config_lib, layers, models
+from bnnlab.layers import quantized
 from bnnlab.models import blocks
 from bnnlab.train import loop
 
@@ -42,12 +43,11 @@ def test_jitted_step_convolves_in_bfloat16(bf16_step):
     # resnet_tiny: the stem and two binary convs forward; kernel gradients of all three and
     # input gradients of the binary two backward.
     assert len(types) == 8
-    # The forward convs take bf16 operands; the two binary ones hand their float32
-    # accumulators to the BatchNorm (the float stem returns bf16, as nn.Conv). The backward
-    # convs of the binary layers see float32 cotangents (and the bf16 values, in float32).
-    forward = sorted((sorted(ops), out) for ops, out in types if ops == {"bf16"})
-    assert [out for _, out in forward].count("f32") == 2, types
-    assert all(ops <= {"bf16", "f32"} for ops, _ in types), types
+    # Every conv, forward and backward, takes bf16 operands; the two binary forward convs
+    # hand float32 accumulators to the BatchNorm (the float stem returns bf16, as nn.Conv),
+    # and their backward convs run on the cotangent rounded to bf16.
+    assert all(ops == {"bf16"} for ops, _ in types), types
+    assert sorted(out for _, out in types) == ["bf16"] * 6 + ["f32"] * 2, types
     f32 = loop.build(recipes.config("smoke", diagnostics_every_steps=0))
     f32_state = f32.init_state()
     f32_types = conv_types(f32.train_step.lower(f32_state, batch, None).as_text())
@@ -95,6 +95,22 @@ def test_quantizer_decisions_are_the_float32_ones(quantizer):
         outs[name] = {k: updates[k] for k in ("quant_state", "diagnostics") if k in updates}
     assert jax.tree.leaves(outs["f32"]["diagnostics"])  # the binary codes were captured
     jax.tree.map(np.testing.assert_array_equal, outs["f32"], outs["bf16"])
+
+
+def test_accumulator_gradients_run_in_the_operand_dtype():
+    """``accumulate``: float32 result, and the gradients of the bf16 op applied to the
+    cotangent rounded to bf16 (what autocast computes)."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.normal(size=(4, 8)), jnp.bfloat16)
+    b = jnp.asarray(rng.normal(size=(8, 3)), jnp.bfloat16)
+    g = jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+    y, vjp = jax.vjp(lambda x, w: quantized.accumulate(jnp.matmul, x, w, jnp.float32), a, b)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, np.asarray(a, np.float32) @ np.asarray(b, np.float32), rtol=1e-6)
+    _, ref_vjp = jax.vjp(jnp.matmul, a, b)
+    for got, want in zip(vjp(g), ref_vjp(g.astype(jnp.bfloat16)), strict=True):
+        assert got.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(got, want)
 
 
 def test_quantized_conv_computes_on_the_bfloat16_rounded_codes():

@@ -58,6 +58,8 @@ def launch_two_processes(workdir: pathlib.Path) -> list[str]:
             "JAX_PROCESS_ID": str(i),
             "JAX_PLATFORMS": "cpu",
             "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+            # As this test process compiles (tests/conftest.py): quicker, and the same programs.
+            "JAX_DISABLE_MOST_OPTIMIZATIONS": "true",
         }
         log = open(workdir.parent / f"process{i}.log", "w+")
         logs.append(log)
