@@ -4,8 +4,6 @@ not the identity), the CIFAR ResNet-18 file at most 1/20 of its float32 paramete
 robustness and errors."""
 
 import functools
-import importlib.util
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -17,15 +15,11 @@ from bnnlab.export import archive, check, fold
 from bnnlab.kernels import xnor
 from bnnlab.train import workdir as workdir_lib
 
-ROOT = pathlib.Path(__file__).parents[1]
+import recipes
 
 
 def recipe(name, arg="runlocal"):
-    path = ROOT / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return recipes.config(name, arg)
 
 
 def perturbed(variables, seed=0):

@@ -25,6 +25,12 @@ class DatasetInfo:
     eval_transform: str = "none"
     normalization: str = "imagenet"
 
+    @property
+    def encoded_images(self) -> bool:
+        """Records hold encoded, variable-size images (ImageNet's JPEGs), which stay encoded
+        until the preprocessing crops them (and are worth decoding in worker processes)."""
+        return self.augment == "imagenet"
+
 
 # Defaults follow the papers: CIFAR random crop (pad 4) + flip with ImageNet statistics (ReCU,
 # SiMaN); digits, MNIST-like and SVHN data are not flipped.
@@ -63,11 +69,9 @@ def load_sources(name: str, data_dir: str | None = None):
             sources.fake(FAKE_SIZES[s], meta.image_shape, meta.num_classes, seed=i)
             for i, s in enumerate(("train", "test"))
         )
-    # Variable-size images (ImageNet) stay encoded until the preprocessing crops them.
-    encoded = meta.augment == "imagenet"
     return (
-        sources.TfdsSource(name, meta.train_split, data_dir, encoded),
-        sources.TfdsSource(name, meta.eval_split, data_dir, encoded),
+        sources.TfdsSource(name, meta.train_split, data_dir, meta.encoded_images),
+        sources.TfdsSource(name, meta.eval_split, data_dir, meta.encoded_images),
     )
 
 

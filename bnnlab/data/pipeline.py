@@ -2,11 +2,12 @@
 (seed, s), so resuming at step s replays exactly the data an uninterrupted run would see.
 
 Each epoch is a fresh permutation drawn from (seed, epoch); augmentation randomness comes from
-(seed, step, process). On a multi-host slice every process loads only its slice of each global
-batch. ``TrainLoader.iterate`` serves the batches through a grain dataset whose element s is
-the batch of step s: decoding and augmentation run in ``workers`` worker processes (each makes
-whole batches, in step order) or, with ``workers=0``, in background threads of this process.
-The iterator's grain state is what the checkpoint stores (``DataIterator.get_state``).
+(seed, step) for the whole global batch. On a multi-host slice every process loads only its
+slice of each global batch, with that slice of the random draws. ``TrainLoader.iterate``
+serves the batches through a grain dataset whose element s is the batch of step s: decoding
+and augmentation run in ``workers`` worker processes (each makes whole batches, in step order)
+or, with ``workers=0``, in background threads of this process. The iterator's grain state is
+what the checkpoint stores (``DataIterator.get_state``).
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ class DataIterator(Iterator[dict]):
     """
 
     def __init__(self, loader: TrainLoader, start_step: int, workers: int, state, prefetch):
-        workers = resolve_workers(workers)
+        if workers < 0:  # -1 ("auto") is resolved by the caller, which knows the dataset
+            raise ValueError(f"workers must be >= 0 (see resolve_workers), got {workers}.")
         resume_grain = state is not None and state.get("workers") == workers
         if state is not None:
             start_step = int(state["start_step"] if resume_grain else state["step"])
@@ -172,11 +174,6 @@ class DataIterator(Iterator[dict]):
             )
         self._next_step += 1
         return batch if self._finish is None else self._finish(batch)
-
-    @property
-    def step(self) -> int:
-        """The step of the next batch."""
-        return self._next_step
 
     def get_state(self) -> dict:
         return {

@@ -214,7 +214,9 @@ class _QuantBase(nn.Module):
         # decision and every statistic (standardisation, scales, percentiles, steps) is the
         # float32 one; only their outputs are cast to the compute dtype for the conv/matmul.
         # ±1 codes are exact in bfloat16.
-        compute = self.dtype or jnp.result_type(inputs, kernel, *([bias] * (bias is not None)))
+        compute = self.dtype or jnp.result_type(
+            *(a for a in (inputs, kernel, bias) if a is not None)
+        )
         statistics = jnp.promote_types(compute, jnp.float32)
         inputs, kernel = inputs.astype(statistics), kernel.astype(statistics)
         kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)

@@ -286,8 +286,7 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, stop_at: int | None 
     progress_bar = _progress_bar(config, primary, total_steps, start_step)
     final = {}
     window, window_start, last_saved = [], time.time(), start_step
-    decodes = data.info(config.dataset).augment == "imagenet"  # encoded JPEG records
-    workers = data.resolve_workers(config.data_workers, decodes)
+    workers = data.resolve_workers(config.data_workers, data.info(config.dataset).encoded_images)
     batches = exp.loader.iterate(start_step, workers=workers, state=data_state)
     try:
         for step in range(start_step, end_step):

@@ -1,8 +1,5 @@
 """The model summary against a hand count, and ``bnnlab.inspect`` on a trained workdir."""
 
-import importlib.util
-import pathlib
-
 import pytest
 
 import bnnlab
@@ -12,7 +9,7 @@ from bnnlab.diagnostics import plots
 from bnnlab.diagnostics import summary as summary_lib
 from bnnlab.models import QuantSpec
 
-ROOT = pathlib.Path(__file__).parents[2]
+import recipes
 
 
 def test_cifar_resnet18_summary_matches_hand_count():
@@ -76,10 +73,7 @@ def test_weight_histograms_one_panel_per_layer(tmp_path):
 
 @pytest.mark.slow
 def test_inspect_a_trained_workdir(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("smoke", ROOT / "experiments" / "smoke.py")
-    smoke = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(smoke)
-    train.train_and_evaluate(smoke.get_config(), tmp_path / "run")
+    train.train_and_evaluate(recipes.config("smoke"), tmp_path / "run")
     table = inspect_lib.inspect(tmp_path / "run", out=tmp_path / "out")
     assert sorted(table) == ["stage1_unit1/conv", "stage2_unit1/conv"]
     row = table["stage1_unit1/conv"]

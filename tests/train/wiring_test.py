@@ -15,9 +15,7 @@ weights (the gradients themselves are tested against closed forms elsewhere).
 """
 
 import functools
-import importlib.util
 import math
-import pathlib
 import re
 
 import jax
@@ -29,25 +27,14 @@ from flax import traverse_util
 
 from bnnlab.train import loop
 
+import recipes
 import reference
-
-ROOT = pathlib.Path(__file__).parents[2]
 
 
 def recipe(name: str, arg: str = "runlocal", **overrides):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg)
-    config.batch_size = 16
-    config.mesh = (("data", 1),)
-    config.diagnostics_every_steps = 0
-    for key, value in overrides.items():
-        if key.startswith("model."):
-            config.model[key[len("model.") :]] = value
-        else:
-            config[key] = value
-    return config
+    """A recipe at batch 16 on one device without diagnostics, then ``overrides``."""
+    small = {"batch_size": 16, "mesh": (("data", 1),), "diagnostics_every_steps": 0}
+    return recipes.config(name, arg, **{**small, **overrides})
 
 
 def flat(tree):
