@@ -146,3 +146,16 @@ def test_encoded_source_through_worker_processes():
             assert_same_batch(next(it), loader.batch(step))
     finally:
         it.close()
+
+
+def test_process_slices_of_an_augmented_batch_equal_the_whole_batch():
+    """Two processes' halves of a global batch, augmented, are the single process's batch:
+    same examples in the same places, same crops and flips (the random draws are the global
+    batch's, not the process's)."""
+    c = config_lib.base()
+    config_lib.runlocal(c)
+    c.batch_size, c.augment = 32, "crop_flip"
+    whole = data.build(c)[0].batch(3)
+    halves = [data.build(c, process_index=i, process_count=2)[0].batch(3) for i in range(2)]
+    for key in ("image", "label"):
+        np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
