@@ -113,3 +113,15 @@ def test_two_processes_train_as_one_with_eight_devices(tmp_path):
             trees[1][key],
         )
     assert one["examples"] == 359
+
+
+def test_partial_distributed_environment_is_a_usage_error(monkeypatch):
+    from absl import app
+
+    from bnnlab import main
+
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1234")
+    monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+    monkeypatch.setenv("JAX_PROCESS_ID", "0")
+    with pytest.raises(app.UsageError, match="localhost:1234 is set but JAX_NUM_PROCESSES"):
+        main.initialize_distributed(jax)
