@@ -20,7 +20,7 @@ import time
 import jax
 
 from bnnlab import config_lib
-from bnnlab.train import loop
+from bnnlab.train import experiment
 
 
 def measure(adder: bool, batch: int, steps: int) -> dict:
@@ -30,10 +30,10 @@ def measure(adder: bool, batch: int, steps: int) -> dict:
     c.quant.adder = adder
     c.batch_size = c.eval_batch_size = batch
     c.diagnostics_every_steps = 0
-    exp = loop.build(c)
+    exp = experiment.build(c)
     state = exp.init_state()
-    batches = [exp.device_batch(exp.loader.batch(i)) for i in range(2)]
-    compiled = exp.train_step.lower(state, batches[0], None).compile()
+    batches = [exp.device_batch(exp.tasks[0].loader.batch(i)) for i in range(2)]
+    compiled = exp.train_step.lower(state, batches[0], None, None).compile()
     memory = compiled.memory_analysis()
     xla_bytes = (
         memory.argument_size_in_bytes
@@ -41,11 +41,11 @@ def measure(adder: bool, batch: int, steps: int) -> dict:
         + memory.temp_size_in_bytes
         - memory.alias_size_in_bytes
     )
-    state, metrics = exp.train_step(state, batches[0], None)  # warm-up
+    state, metrics = exp.train_step(state, batches[0], None, None)  # warm-up
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for i in range(steps):
-        state, metrics = exp.train_step(state, batches[i % 2], None)
+        state, metrics = exp.train_step(state, batches[i % 2], None, None)
     jax.block_until_ready(metrics)
     return {
         "step_s": (time.perf_counter() - start) / steps,

@@ -59,6 +59,11 @@ bench = _load("bnnlab_benchmarks_kernels", "benchmarks/kernels.py")  # shapes, t
 cases = _load("bnnlab_kernel_cases", "tests/kernel_cases.py")  # the kernel tests' shape suite
 
 
+def pallas_options(algorithm: str) -> xnor.PallasOptions:
+    """The Pallas kernel's defaults with its inner product forced to ``algorithm``."""
+    return xnor.PallasOptions(algorithm=algorithm)
+
+
 def check_kernels(backend: str, dry_run: bool) -> list[tuple[str, bool]]:
     """(case, bit-exact) for every kernel and path on the suite."""
     conv_cases = cases.CONV_CASES[:2] if dry_run else cases.CONV_CASES
@@ -69,14 +74,14 @@ def check_kernels(backend: str, dry_run: bool) -> list[tuple[str, bool]]:
             x, w = cases.case_arrays(case)
             *_, stride, padding, pad_value = case
             kw = dict(strides=(stride, stride), padding=padding, pad_value=pad_value)
-            got = xnor.xnor_conv2d(x, w, backend=backend, algorithm=algorithm, **kw)
+            got = xnor.xnor_conv2d(x, w, backend=backend, pallas=pallas_options(algorithm), **kw)
             same = np.array_equal(got, xnor.xnor_conv2d_reference(x, w, **kw))
             results.append((f"conv {case} [{algorithm}]", same))
         for m, n, k in matmuls:
             rng = np.random.default_rng(k)
             a = bitpack.pack(jnp.asarray(rng.normal(size=(m, k)), jnp.float32))
             b = bitpack.pack(jnp.asarray(rng.normal(size=(n, k)), jnp.float32))
-            got = xnor.xnor_matmul(a, b, backend=backend, algorithm=algorithm)
+            got = xnor.xnor_matmul(a, b, backend=backend, pallas=pallas_options(algorithm))
             same = np.array_equal(got, xnor.xnor_matmul_reference(a, b))
             results.append((f"matmul {m}×{n}×{k} [{algorithm}]", same))
         results.append(
@@ -104,7 +109,7 @@ def transform_case(backend: str, algorithm: str) -> bool:
     dots = xnor.xnor_conv2d_reference(x, w, **kw).astype(jnp.float32)
     expected = jnp.clip(dots, -20.0, 15.0) * mult + bias
     packed = xnor.xnor_conv2d(
-        x, w, transform, packed_output=True, backend=backend, algorithm=algorithm, **kw
+        x, w, transform, packed_output=True, backend=backend, pallas=pallas_options(algorithm), **kw
     )
     # Dots are integers; the transform is one multiply-add: the signs are exact.
     return np.array_equal(bitpack.unpack(packed), np.where(expected < 0, -1.0, 1.0))
@@ -155,7 +160,9 @@ def speed_rows(backend: str, dry_run: bool):
             xp, wp = bitpack.pack(x), xnor.pack_kernel(w)
             t = {}
             for algorithm in ALGORITHMS:
-                kw = dict(strides=(stride, stride), backend=backend, algorithm=algorithm)
+                kw = dict(
+                    strides=(stride, stride), backend=backend, pallas=pallas_options(algorithm)
+                )
                 fn = jax.jit(lambda a, k, kw=kw: xnor.xnor_conv2d(a, k, **kw))
                 t[algorithm] = timed(fn, xp, wp, quick=dry_run)
             for dtype, name in ((jnp.bfloat16, "bf16"), (jnp.int8, "int8")):
@@ -171,9 +178,8 @@ def speed_rows(backend: str, dry_run: bool):
         pa, pb = bitpack.pack(a), bitpack.pack(b.T)
         t = {}
         for algorithm in ALGORITHMS:
-            fn = jax.jit(
-                lambda a, b, al=algorithm: xnor.xnor_matmul(a, b, backend=backend, algorithm=al)
-            )
+            opts = pallas_options(algorithm)
+            fn = jax.jit(lambda a, b, o=opts: xnor.xnor_matmul(a, b, backend=backend, pallas=o))
             t[algorithm] = timed(fn, pa, pb, quick=dry_run)
         for dtype, name in ((jnp.bfloat16, "bf16"), (jnp.int8, "int8")):
             args = _xla_matmul(dtype), jnp.sign(a).astype(dtype), jnp.sign(b).astype(dtype)

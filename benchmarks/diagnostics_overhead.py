@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from bnnlab import config_lib
-from bnnlab.train import loop
+from bnnlab.train import experiment
 
 QUANT = {
     "siman": dict(kernel="siman", inputs="siman_act", scale="mean_abs"),
@@ -35,7 +35,7 @@ def build(args, every: int):
     c.batch_size = c.eval_batch_size = args.batch
     c.diagnostics_every_steps = every
     c.update({"quant": {**c.quant.to_dict(), **QUANT[args.method]}})
-    exp = loop.build(c)
+    exp = experiment.build(c)
     return exp, exp.init_state()
 
 
@@ -44,9 +44,9 @@ def run(exp, state, batches, steps: int, every: int):
     begin = time.perf_counter()
     for step in range(steps):
         batch = batches[step % len(batches)]
-        state, _ = exp.train_step(state, batch, None)
+        state, _ = exp.train_step(state, batch, None, None)
         if exp.diagnostics_step is not None and (step + 1) % every == 0:
-            diagnostics, state = exp.diagnostics_step(state, batch)
+            diagnostics, state = exp.diagnostics_step(state, batch, None)
             jax.block_until_ready(diagnostics)
     jax.block_until_ready(state.params)
     return state, time.perf_counter() - begin
@@ -70,7 +70,7 @@ def main():
     times = {name: [] for name in settings}
     for rounds in range(args.rounds + 1):
         for name, (every, exp, state) in settings.items():
-            batches = [exp.device_batch(exp.loader.batch(i)) for i in range(4)]
+            batches = [exp.device_batch(exp.tasks[0].loader.batch(i)) for i in range(4)]
             state, seconds = run(exp, state, batches, args.every, every)
             settings[name] = (every, exp, state)
             if rounds:  # round 0 compiles

@@ -85,7 +85,8 @@ def conv_row(batch, size, cin, cout, stride, kernel, isa, repeats):
     xp, wp = bitpack.pack(x), xnor.pack_kernel(w)
 
     def packed(backend):
-        kwargs = dict(strides=(stride, stride), padding="SAME", backend=backend, isa=isa)
+        native = xnor.NativeOptions(isa=isa)
+        kwargs = dict(strides=(stride, stride), padding="SAME", backend=backend, native=native)
         return jax.jit(lambda a, k: xnor.xnor_conv2d(a, k, **kwargs))
 
     # The native kernel gets its weights laid out once, as the export's loader does.
@@ -110,9 +111,8 @@ def matmul_row(kernel, isa, repeats):
 
     def packed(backend):
         panels = cpu.panels(pb.words) if backend == "native" and cpu.available() else None
-        return jax.jit(
-            lambda a, b: xnor.xnor_matmul(a, b, backend=backend, isa=isa, b_panels=panels)
-        )
+        native = xnor.NativeOptions(isa=isa, b_panels=panels)
+        return jax.jit(lambda a, b: xnor.xnor_matmul(a, b, backend=backend, native=native))
 
     bf16 = jax.jit(lambda a, b: a.astype(jnp.bfloat16) @ b.astype(jnp.bfloat16))
     t = dict(

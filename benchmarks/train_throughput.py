@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--batch=128] [--steps=5] [--width=1.0]
 
-Builds the real training step (``bnnlab.train.loop.build``: jit, shardings, donation) on fake
+Builds the real training step (``bnnlab.train.experiment.build``: jit, shardings, donation) on fake
 32×32 data, runs warm-up steps (compilation excluded), then times ``--steps`` steps and prints
 images/s per method with the ratio to float measured in the same run.
 """
@@ -15,7 +15,7 @@ import time
 import jax
 
 from bnnlab import config_lib
-from bnnlab.train import loop
+from bnnlab.train import experiment
 
 METHODS = {
     "float": {},
@@ -39,15 +39,15 @@ def config_for(quant: dict, batch: int, width: float):
 
 
 def images_per_second(config, steps: int, warmup: int = 2) -> float:
-    exp = loop.build(config)
+    exp = experiment.build(config)
     state = exp.init_state()
-    batches = [exp.device_batch(exp.loader.batch(i)) for i in range(warmup + steps)]
+    batches = [exp.device_batch(exp.tasks[0].loader.batch(i)) for i in range(warmup + steps)]
     for batch in batches[:warmup]:
-        state, metrics = exp.train_step(state, batch, None)
+        state, metrics = exp.train_step(state, batch, None, None)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for batch in batches[warmup:]:
-        state, metrics = exp.train_step(state, batch, None)
+        state, metrics = exp.train_step(state, batch, None, None)
     jax.block_until_ready(metrics)
     return steps * config.batch_size / (time.perf_counter() - start)
 

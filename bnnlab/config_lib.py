@@ -216,14 +216,9 @@ def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None)
     c.data_workers = 0  # 8×8 digits: worker processes would cost more than they save
     if width is not None:
         c.model.width = width
-    imagenet_stems = (
-        "resnet18",
-        "resnet50",
-        "resnet18_imagenet",
-        "resnet34_imagenet",
-        "reactnet18",
-    )
-    if c.model_name in imagenet_stems and (c.model.get("imagenet", True)):
+    from bnnlab import models  # here: loading a recipe needs no JAX otherwise
+
+    if models.has_imagenet_stem(c.model_name, **c.model.to_dict()):
         c.image_size = 32
 
 

@@ -74,9 +74,9 @@ def main(argv):
     # Imported here so flag errors are reported without paying for JAX start-up.
     import jax
 
-    from bnnlab import config_lib, train
+    from bnnlab import train
 
-    config_lib.validate(config)
+    # The config is validated once, by the trainer, before any data or compute.
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].serialize().split("=", 1)[1])
     if config.distributed:
         initialize_distributed(jax)
@@ -95,15 +95,17 @@ def main(argv):
             _USER_KEY.value, _DEVICE_KEY.value, _DEVICE.value, demo=config.reconfig.demo_keys
         )
         result = trainer.train_and_evaluate(config, workdir, material, stop_at=_STOP_AT.value)
-        for name, value in sorted(result.items()):
-            print(f"final eval {name}: {value:.4f}")
+    else:
+        result = train.train_and_evaluate(config, workdir, stop_at=_STOP_AT.value)
+    if not result:
         return
-    result = train.train_and_evaluate(config, workdir, stop_at=_STOP_AT.value)
-    if result:
-        print(
-            f"final eval: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
-            f"({result['examples']} examples)"
-        )
+    print(
+        f"final eval: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}"
+        + (f" ({result['examples']} examples)" if "examples" in result else "")
+    )
+    for name, value in sorted(result.items()):
+        if "/" in name:  # per task
+            print(f"final eval {name}: {value:.4f}")
 
 
 if __name__ == "__main__":

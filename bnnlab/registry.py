@@ -1,4 +1,6 @@
-"""Name → factory registries shared by quantizers, models and datasets.
+"""Name → factory registries shared by quantizers and models.
+
+(Datasets are not a registry: ``bnnlab.data.DATASETS`` is a plain name → metadata table.)
 
 Configs name components by strings such as ``"recu"`` or ``"dorefa(k_bit=2, mode='weights')"``
 (big_vision's call-string style), so one small parser serves every registry. Only keyword

@@ -7,7 +7,7 @@ Variants: ``imagenet`` (Bi-Real-18 as the PyTorch release: Adam lr 1e-3 decayed 
 over 256 epochs, batch 512, no weight decay on binary weights), ``imagenet,r34``, ``runlocal``.
 
 Expected top-1: ImageNet Bi-Real-18 56.4 / 79.5, Bi-Real-34 62.2 / 83.9 (Bi-Real README).
-CIFAR-10: no number in the spec's sources. Full runs were not measured here.
+CIFAR-10: no number in the papers or READMEs read. Full runs were not measured here.
 """
 
 from bnnlab import config_lib

@@ -17,7 +17,7 @@ compares with).
 
 Expected: the paper reports no or "negligible (within 1 %)" accuracy loss against single-task
 models for up to 7 tasks on VGG, ResNet and ReActNet; its per-task tables were not retrievable
-(spec §3.1). The task set here follows the datasets the released code supports
+(docs/reconfigurable.md). The task set here follows the datasets the released code supports
 (cifar10, fashion_mnist, svhn_cropped, mnist), resized to 32×32×3 as that code does, with its
 schedule (Adam, lr 5e-3 → 1e-5 in steps, 200 epochs, batch 256, no weight decay). Full runs
 were not measured here; ``:runlocal`` is measured in the README.

@@ -8,7 +8,7 @@ release), ``runlocal``. The optional activation scaling map K of the paper is no
 later work drops it), and the block order is the standard conv → BN → act.
 
 Expected top-1: ImageNet ResNet-18 51.2 / 73.2 (AdderNet Table 2, Bi-Real README). CIFAR-10:
-no number for this architecture in the spec's sources. Full runs were not measured here.
+no number for this architecture in the papers or READMEs read. Full runs were not measured here.
 """
 
 from bnnlab import config_lib

@@ -1,13 +1,10 @@
 """Config parsing and validation, and the command-line entry point's handling of bad keys."""
 
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
 from bnnlab import config_lib
-from bnnlab import main as main_lib
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -56,30 +53,3 @@ def test_validate_values(field, value, match):
     c[field] = value
     with pytest.raises(ValueError, match=match):
         config_lib.validate(c)
-
-
-def test_default_workdir():
-    assert main_lib.default_workdir("experiments/simaN_r18.py:runlocal") == (
-        "workdirs/simaN_r18_runlocal"
-    )
-    assert main_lib.default_workdir("/a/b/recu_r18.py") == "workdirs/recu_r18"
-    assert main_lib.default_workdir("x.py:imagenet,r34") == "workdirs/x_imagenet_r34"
-
-
-def test_cli_rejects_a_mistyped_override_before_any_compute(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bnnlab.main",
-            f"--config={ROOT / 'experiments' / 'smoke.py'}",
-            f"--workdir={tmp_path}",
-            "--config.lrr=0.1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "lrr" in result.stderr
-    assert not (tmp_path / "checkpoints").exists()

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from bnnlab import config_lib, data
+from bnnlab import config_lib, data, runs
 from bnnlab.layers import inventory
-from bnnlab.train import workdir
 
 EXPERIMENTS = sorted((pathlib.Path(__file__).parents[1] / "experiments").glob("*.py"))
 
@@ -51,16 +50,13 @@ def test_recipe_loads_and_builds(path, arg):
     if "runlocal" in arg:
         assert config.dataset == "digits"
     if config.trainer == "reconfig":
-        from bnnlab.reconfig import tasks, trainer
-
-        task_list = tasks.parse(config.reconfig.tasks)
-        model = trainer.build_model(config, task_list)
-        x = jnp.zeros((2, *trainer._input_shape(config, task_list)))
+        model = runs.build_model(config)
+        x = jnp.zeros((2, *runs.input_shape(config)))
         variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=True))
         assert set(variables) == {"params", "batch_stats", "task"}
         return
-    model = workdir.build_model(config, meta.num_classes)
-    x = jnp.zeros((2, *workdir.input_shape(config)), jnp.float32)
+    model = runs.build_model(config, meta.num_classes)
+    x = jnp.zeros((2, *runs.input_shape(config)), jnp.float32)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=True))
     assert variables["params"]
     binary = [

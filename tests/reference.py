@@ -1,4 +1,4 @@
-"""Independent NumPy references (closed forms from spec/algorithms.md) shared by the tests.
+"""Independent NumPy references (the closed forms of docs/) shared by the tests.
 
 Nothing here calls bnnlab or jax.grad: these are the formulas the implementation is checked
 against.

@@ -1,8 +1,9 @@
 """Datasets by name: the embedded digits set, TFDS datasets, and fake data.
 
-``data.build(config, process_index, process_count)`` returns the train loader, a function
-that yields eval batches, and the dataset's metadata; unknown names and unprepared TFDS
-datasets fail before any compute with a message saying what to do.
+``data.build(config, process_index, process_count)`` returns four values: the train loader,
+a function that yields eval batches, the dataset's metadata and the number of eval examples;
+unknown names and unprepared TFDS datasets fail before any compute with a message saying what
+to do.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def load_sources(name: str, data_dir: str | None = None):
 
 
 def build(config, process_index: int = 0, process_count: int = 1):
-    """Train loader, eval-batch factory and metadata for ``config.dataset``."""
+    """``(loader, eval_iter, meta, num_eval)`` for ``config.dataset``: the
+    ``pipeline.TrainLoader``, a function returning a fresh iterator over the eval batches, the
+    ``DatasetInfo`` and the number of examples in the whole eval split (every process's)."""
     meta = info(config.dataset)
     train_source, eval_source = load_sources(config.dataset, config.data_dir)
     augmentation = config.augment or meta.augment

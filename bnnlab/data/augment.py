@@ -29,7 +29,6 @@ NORMALIZATIONS = {
     "none": ((0.0,), (1.0,)),
 }
 TRAIN_AUGMENTATIONS = ("none", "crop", "crop_flip", "imagenet")
-EVAL_TRANSFORMS = ("none", "imagenet")
 
 
 def to_unit_float(images: np.ndarray) -> np.ndarray:

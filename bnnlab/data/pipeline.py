@@ -195,7 +195,8 @@ class DataIterator(Iterator[dict]):
 def eval_batches(
     source, global_batch: int, preprocess: Callable, process_index: int = 0, process_count: int = 1
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Every example once, in order; the last batch is padded and carries a ``mask``."""
+    """Every example once, in order; the last batch is zero-padded to the full per-process
+    size, and every batch carries a ``mask`` (False on the padding)."""
     local = global_batch // process_count
     n = len(source)
     for start in range(0, n, global_batch):

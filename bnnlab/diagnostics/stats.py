@@ -1,7 +1,7 @@
 """Weight and activation statistics BNN papers argue with, as pure (jit-able) functions.
 
-ReCU's dead weights and the entropy/quantization-error trade-off (spec §1.1, §1.6), SiMaN's
-point that Laplacian latent weights cost bit entropy (§2.1), larq's flip ratio.
+ReCU's dead weights and the entropy/quantization-error trade-off (docs/recu.md), SiMaN's
+point that Laplacian latent weights cost bit entropy (docs/siman.md), larq's flip ratio.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ additions (adder layers) and an energy estimate; totals at the bottom.
 
 Energy uses the 45 nm, 0.9 V per-operation table AdderNet papers cite (Horowitz, "Computing's
 energy problem", ISSCC 2014): 32-bit float add 0.9 pJ and multiply 3.7 pJ; 8-bit int add
-0.03 pJ and multiply 0.2 pJ (the 8-bit figures are an unverified recollection, spec §4.6). The
-table has no 1-bit entry: a binary MAC (XNOR + popcount-accumulate) is costed as one 8-bit add,
-an assumption stated here rather than a measurement.
+0.03 pJ and multiply 0.2 pJ (the 8-bit figures are an unverified recollection,
+docs/addernet.md). The table has no 1-bit entry: a binary MAC (XNOR + popcount-accumulate) is
+costed as one 8-bit add, an assumption stated here rather than a measurement.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from flax import traverse_util
 
 from bnnlab import quant
 from bnnlab.diagnostics import stats
-from bnnlab.layers import inventory
+from bnnlab.layers import inventory, sown
 
 Array = jax.Array
 
@@ -30,10 +30,6 @@ def binary_layers(layers: dict[str, inventory.QuantizedLayer]) -> dict[str, quan
         for path, layer in sorted(layers.items())
         if layer.kernel_quantizer is not None and layer.kernel_quantizer.precision == 1
     }
-
-
-def _kernel(flat_params: dict, path: str) -> Array:
-    return flat_params[(*path.split("/"), "kernel")]
 
 
 def positive_codes(q: quant.Quantizer, kernel: Array, progress=None) -> Array:
@@ -57,11 +53,15 @@ def init_tracking(params, layers) -> dict:
 
 
 def forward_codes(collection) -> dict[str, Array]:
-    """Layer path → the binary codes the forward pass used, from the ``diagnostics`` collection
-    that QuantConv/QuantDense sow into during training."""
+    """Layer path → the binary codes the forward pass used, from the ``sown.TRACKING``
+    collection that QuantConv/QuantDense sow into during training."""
     flat = traverse_util.flatten_dict(collection, sep="/")
-    suffix = "/kernel_positive"
-    return {k[: -len(suffix)]: v[0] for k, v in flat.items() if k.endswith(suffix)}
+    codes = {}
+    for key, value in flat.items():
+        layer, _, name = key.rpartition("/")
+        if name == sown.KERNEL_CODES:
+            codes[layer] = value[0]
+    return codes
 
 
 def update_tracking(tracking: dict, codes: dict[str, Array]) -> dict:
@@ -94,7 +94,7 @@ def reset_window(tracking: dict) -> dict:
 def weight_statistics(q: quant.Quantizer, w: Array, progress=None) -> dict[str, Array]:
     """One binary layer's statistics: bit entropy of its codes (whole layer and mean per
     filter), the quantization error with the least-squares per-filter α, the latent weights'
-    excess kurtosis, and ReCU's dead fraction for ReCU layers."""
+    excess kurtosis, and the quantizer's own ``statistics`` (ReCU: its dead fraction)."""
     w = jnp.asarray(w, jnp.float32)
     positive = positive_codes(q, w, progress)
     b = jnp.where(positive, 1.0, -1.0)
@@ -106,8 +106,7 @@ def weight_statistics(q: quant.Quantizer, w: Array, progress=None) -> dict[str, 
         "quant_error": stats.quantization_error(w, stats.optimal_scale(w, b), b),
         "kurtosis": stats.distribution_fit(w)["kurtosis"],
     }
-    if isinstance(q, quant.ReCU):
-        out["dead_recu"] = q.dead_fraction(w, progress)
+    out.update(q.statistics(w, progress))
     return out
 
 
@@ -136,13 +135,13 @@ def layer_statistics(params, layers, progress=None, tracking: dict | None = None
 
 
 def activation_balance(intermediates) -> dict:
-    """Fraction of +1 in each quantized layer's binarised input (from the ``intermediates``
-    that QuantConv/QuantDense sow), plus the mean over layers."""
+    """Fraction of +1 in each quantized layer's binarised input (from the
+    ``sown.INTERMEDIATES`` that QuantConv/QuantDense and RSign sow), plus the mean over layers."""
     flat = traverse_util.flatten_dict(intermediates, sep="/")
     out = {}
     for key, value in flat.items():
-        if key.endswith("input_positive_fraction"):
-            layer = key[: -len("/input_positive_fraction")]
+        layer, _, name = key.rpartition("/")  # layer "" for a model's own top-level sow
+        if name == sown.INPUT_BALANCE:
             out[f"{layer}/act_positive"] = jnp.mean(jnp.stack(value))
     if out:
         out["mean/act_positive"] = jnp.mean(jnp.stack(list(out.values())))

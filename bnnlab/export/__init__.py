@@ -20,11 +20,11 @@ import pathlib
 import jax
 import numpy as np
 
-from bnnlab import models
+from bnnlab import models, runs
 from bnnlab.export import archive, fold
 from bnnlab.export.runtime import PackedModel
 
-__all__ = ["ExportReport", "PackedModel", "export", "export_workdir", "load"]
+__all__ = ["ExportReport", "PackedModel", "export", "export_run", "export_workdir", "load"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +57,11 @@ def _without(tree: dict, path: str) -> None:
     tree.pop(leaf, None)
 
 
-def export(model_ref: dict, variables: dict, input_shape, path) -> ExportReport:
+def export(model_ref: dict, variables: dict, input_shape, path, model=None) -> ExportReport:
     """Exports ``variables`` of the zoo model ``model_ref`` (``models.from_ref``'s description,
-    e.g. ``train.workdir.model_ref(config, num_classes)``) for images of ``input_shape``."""
-    model = models.from_ref(model_ref)
+    e.g. ``runs.model_ref(config)``) for images of ``input_shape``; ``model`` is that model if
+    the caller has already built it."""
+    model = models.from_ref(model_ref) if model is None else model
     variables = jax.tree.map(np.asarray, jax.device_get(dict(variables)))
     example = np.zeros((1, *input_shape), np.float32)
     packed = fold.pack_model(model, variables, example)
@@ -87,15 +88,29 @@ def export(model_ref: dict, variables: dict, input_shape, path) -> ExportReport:
     )
 
 
+def export_run(run: runs.Run, path) -> ExportReport:
+    """Exports the checkpoint a ``runs.Run`` holds."""
+    if "num_tasks" in run.model_ref:
+        raise ValueError(
+            f"{run.workdir} is a reconfigurable run: export it with "
+            "bnnlab.reconfig.load(workdir).export(path) (its binary weights exist only under keys)."
+        )
+    float32 = run.config.get("compute_dtype", "float32") == "float32"
+    # Folding and packing work in float32: a mixed-precision run is exported from its twin.
+    model = run.model if float32 else runs.model_from_ref(run.model_ref)
+    return export(run.model_ref, run.variables, run.input_shape, path, model=model)
+
+
 def export_workdir(workdir, path, step: int | None = None) -> ExportReport:
     """Exports the newest (or ``step``) checkpoint of a training workdir."""
-    from bnnlab import data
-    from bnnlab.train import workdir as workdir_lib
-
-    _, variables, config, _ = workdir_lib.load(workdir, step)
-    ref = workdir_lib.model_ref(config, data.info(config.dataset).num_classes)
-    return export(ref, variables, workdir_lib.input_shape(config), path)
+    return export_run(runs.load(workdir, step), path)
 
 
 def load(path) -> PackedModel:
-    return PackedModel(*archive.load(path))
+    manifest, float_vars, packed = archive.load(path)
+    if "tasks" in manifest:
+        raise ValueError(
+            f"{path} is a reconfigurable model's export: it runs only with a task's keys "
+            "(bnnlab.reconfig), not as a packed model."
+        )
+    return PackedModel(manifest, float_vars, packed)

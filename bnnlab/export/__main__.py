@@ -13,7 +13,7 @@ import os
 
 from absl import app, flags
 
-from bnnlab import export
+from bnnlab import export, runs
 from bnnlab.export import check
 from bnnlab.kernels import backend as backend_lib
 
@@ -28,11 +28,10 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv  # Unused.
     out = FLAGS.out or os.path.join(FLAGS.workdir, "export", "packed.npz")
-    report = export.export_workdir(FLAGS.workdir, out, FLAGS.step)
-    print(report)
+    run = runs.load(FLAGS.workdir, FLAGS.step)  # read once, for the export and the check
+    print(export.export_run(run, out))
     if FLAGS.check:
-        packed = export.load(out)
-        print(check.against_workdir(packed, FLAGS.workdir, FLAGS.step, FLAGS.backend))
+        print(check.against_run(export.load(out), run, FLAGS.backend))
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ import time
 import jax
 import numpy as np
 
-from bnnlab import data
+from bnnlab import data, runs
 from bnnlab.export.runtime import PackedModel
-from bnnlab.train import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,12 +33,10 @@ class Agreement:
         )
 
 
-def against_workdir(
-    packed: PackedModel, workdir, step: int | None = None, backend: str = "auto"
-) -> Agreement:
+def against_run(packed: PackedModel, run: runs.Run, backend: str = "auto") -> Agreement:
     """Runs the trained model (eval mode) and ``packed`` on every test example of the run."""
-    model, variables, config, _ = workdir_lib.load(workdir, step)
-    _, eval_batches, _, _ = data.build(config)
+    model, variables = run.model, run.variables
+    _, eval_batches, _, _ = data.build(run.config)
     trained = jax.jit(lambda v, x: model.apply(v, x, train=False))
     batches = list(eval_batches())
     for fn in (lambda x: trained(variables, x), lambda x: packed(x, backend=backend)):
@@ -72,3 +69,10 @@ def against_workdir(
         totals["t_t"],
         totals["t_p"],
     )
+
+
+def against_workdir(
+    packed: PackedModel, workdir, step: int | None = None, backend: str = "auto"
+) -> Agreement:
+    """``against_run`` for the newest (or ``step``) checkpoint of ``workdir``."""
+    return against_run(packed, runs.load(workdir, step), backend)

@@ -31,7 +31,7 @@ import numpy as np
 from flax.linen import linear
 
 from bnnlab import quant
-from bnnlab.kernels import bitpack
+from bnnlab.kernels import xnor
 from bnnlab.layers import activations, quantized
 
 PROBE_SEED = 0
@@ -204,12 +204,6 @@ def pack_model(model: nn.Module, variables, example: jax.Array) -> list[PackedCo
 
 
 def _pack_kernel(wq: np.ndarray) -> np.ndarray:
-    """``kernels.xnor.pack_kernel``'s words, in NumPy: export is host work, and per-shape XLA
-    compiles of the same few ops would dominate it."""
-    kh, kw, cin, cout = wq.shape
-    n = bitpack.num_words(cin)
-    bits = np.transpose(wq < 0, (3, 0, 1, 2)).astype(np.uint64)
-    bits = np.pad(bits, [(0, 0)] * 3 + [(0, n * bitpack.WORD_BITS - cin)])
-    bits = bits.reshape(cout, kh, kw, n, bitpack.WORD_BITS)
-    words = np.sum(bits << np.arange(bitpack.WORD_BITS, dtype=np.uint64), axis=-1)
-    return words.astype(np.uint32).reshape(cout, -1)
+    """``kernels.xnor.pack_kernel``'s words by the same routine, run in NumPy: export is host
+    work, and per-shape XLA compiles of the same few ops would dominate it."""
+    return xnor.kernel_words(wq, np)

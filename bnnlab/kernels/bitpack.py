@@ -4,6 +4,9 @@ packed along the last (contraction/channel) axis, bit 1 = −1 (a negative value
 
 With this layout the ±1 dot product of two packed vectors of true length K is
 K − 2·popcount(a XOR b): tail bits are 0 in both operands, so they never count.
+
+``pack_words`` is the one routine that writes the layout; everything that packs (``pack``, the
+XNOR kernels' ``pack_kernel``, the export's host-side packing in NumPy) goes through it.
 """
 
 from __future__ import annotations
@@ -34,20 +37,28 @@ jax.tree_util.register_dataclass(PackedBits, data_fields=["words"], meta_fields=
 
 
 def num_words(k: int) -> int:
+    """ceil(k / 32): the words that hold k bits."""
     return -(-k // WORD_BITS)
 
 
-def pack(x: Array) -> PackedBits:
-    """Packs the signs of ``x`` along its last axis (x < 0 → bit 1; zero and positive → 0,
-    matching sign(0) = +1)."""
+def pack_words(x, xp=jnp):
+    """The layout: (..., ceil(K/32)) uint32 words of ``x`` (..., K), where bit b of word w is
+    1 iff x[..., 32·w + b] < 0 (zero, −0 and positive → 0, matching sign(0) = +1; bits past K
+    → 0). ``xp`` is the array namespace that computes it: ``jax.numpy`` (traceable) or
+    ``numpy`` (host work such as the export, where per-shape XLA compiles would dominate);
+    both run this same code and give the same words."""
     k = x.shape[-1]
     n = num_words(k)
-    bits = (x < 0).astype(jnp.uint32)
-    bits = jnp.pad(bits, [(0, 0)] * (x.ndim - 1) + [(0, n * WORD_BITS - k)])
+    bits = (x < 0).astype(xp.uint32)
+    bits = xp.pad(bits, [(0, 0)] * (x.ndim - 1) + [(0, n * WORD_BITS - k)])
     bits = bits.reshape(*x.shape[:-1], n, WORD_BITS)
-    shifts = jnp.arange(WORD_BITS, dtype=jnp.uint32)
-    words = jnp.sum(bits << shifts, axis=-1, dtype=jnp.uint32)  # disjoint bits: sum == OR
-    return PackedBits(words, k)
+    shifts = xp.arange(WORD_BITS, dtype=xp.uint32)
+    return xp.sum(bits << shifts, axis=-1, dtype=xp.uint32)  # disjoint bits: sum == OR
+
+
+def pack(x: Array) -> PackedBits:
+    """Packs the signs of ``x`` along its last axis (``pack_words``) with its true length."""
+    return PackedBits(pack_words(x), x.shape[-1])
 
 
 def unpack(packed: PackedBits, dtype=jnp.float32) -> Array:

@@ -13,6 +13,8 @@ branch of each platform being lowered for:
   tpu          Pallas, Mosaic TPU                       Pallas, Mosaic TPU
   other        XLA                                      error
 
+The table is made once per call (``backend.plan``); a branch only runs its platform's entry.
+
 The GPU backend is Triton, chosen here and nowhere else (``compiler_params``). Mosaic GPU, the
 default of ``pl.pallas_call`` on GPU since jax 0.10, needs every shared-memory slice a multiple
 of 128 elements and warpgroup-level programming; our one-word column slices (the K-major

@@ -11,13 +11,14 @@ position, per-channel correction computed once from the kernel (LCE's zero-paddi
 Backends (``backend.BACKENDS``): the Pallas kernel (compiled on GPU/TPU, interpreted anywhere),
 the native CPU kernel (``kernels.cpu``: AVX-512 / AVX2 / scalar, the CPU default), plain XLA,
 and ``*_reference`` functions that unpack to ±1 floats — the independent check. "auto" picks
-per platform when the function is lowered (``kernels.platforms``).
+per platform when the function is lowered (``kernels.platforms``). Each backend's options come
+grouped (``kernels.options``): ``pallas=PallasOptions(...)``, ``native=NativeOptions(...)``.
 
-The Pallas kernels (``algorithm``):
+The Pallas kernels (``PallasOptions.algorithm``):
   popcount  accumulates over K words one word at a time into an int32 (block_m, block_n) tile,
             acc += popcount(a[:, w] ⊕ b[w, :]): no integer reduction (unsupported on Mosaic
-            TPU), both operands read as K-major slices. ``popcount="swar"`` replaces the
-            popcount instruction for a backend without one.
+            TPU), both operands read as K-major slices. ``PallasOptions(popcount="swar")``
+            replaces the popcount instruction for a backend without one.
   dot       (for GPU tensor cores) unpacks 32-word chunks of both operands to ±1 int8 bit
             planes on chip and sums the planes' int8 dots in int32: Σ_bit plane_a·plane_b is
             the same ±1 dot with K permuted identically on both sides, so it is exact.
@@ -35,8 +36,10 @@ from jax.experimental import pallas as pl
 
 from bnnlab.kernels import backend as backend_lib
 from bnnlab.kernels import bitpack, cpu, patches
+from bnnlab.kernels import options as options_lib
 from bnnlab.kernels import platforms as platforms_lib
 from bnnlab.kernels.bitpack import PackedBits
+from bnnlab.kernels.options import DEFAULT_NATIVE, DEFAULT_PALLAS, NativeOptions, PallasOptions
 
 Array = jax.Array
 
@@ -66,7 +69,6 @@ def apply_transform(dot: Array, transform: OutputTransform | None) -> Array:
 
 # --------------------------------------------------------------------------- matmul kernels
 
-ALGORITHMS = ("auto", "popcount", "dot")
 # Rows from which "auto" takes the tensor-core path on GPU. Below it the product is a GEMV in
 # all but name: memory-bound, both paths read the same 1-bit weights, and the popcount path
 # wastes no rows on the dot's 16-row minimum tile. An estimate until measured on hardware:
@@ -118,16 +120,11 @@ def _unpack_dot_kernel(a_ref, bt_ref, *refs, pad_bits: int, chunks: int, transfo
     _epilogue(acc - pad_bits, refs, transformed, clamp)
 
 
-def check_algorithm(algorithm: str) -> None:
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"Unknown XNOR algorithm {algorithm!r}; use one of {ALGORITHMS}.")
-
-
 def choose_algorithm(algorithm: str, platform: str, rows: int) -> str:
     """The Pallas matmul's inner product: "popcount" (XOR + popcount on vector/CUDA cores) or
     "dot" (unpack to ±1 int8 on chip, tensor-core dot); "auto": "dot" on GPU from
-    ``DOT_MIN_ROWS`` rows, else "popcount"."""
-    check_algorithm(algorithm)
+    ``DOT_MIN_ROWS`` rows, else "popcount". ``algorithm`` is a ``PallasOptions.algorithm``,
+    checked when the options were made."""
     if algorithm != "auto":
         return algorithm
     gpu = platform in platforms_lib.GPU_PLATFORMS
@@ -135,20 +132,12 @@ def choose_algorithm(algorithm: str, platform: str, rows: int) -> str:
 
 
 def _matmul_pallas(
-    a: Array,
-    b: Array,
-    k: int,
-    transform,
-    *,
-    block_m: int,
-    block_n: int,
-    platform: str,
-    popcount: str,
-    algorithm: str = "popcount",
+    a: Array, b: Array, k: int, transform, *, platform: str, options: PallasOptions
 ) -> Array:
     """``platform``: "cuda", "rocm", "tpu" (compiled) or "interpret"."""
     m, n = a.shape[0], b.shape[0]
-    algorithm = choose_algorithm(algorithm, platform, m)
+    block_m, block_n = options.block_m, options.block_n
+    algorithm = choose_algorithm(options.algorithm, platform, m)
     if algorithm == "dot":
         words = backend_lib.next_power_of_2(max(a.shape[1], WORD_CHUNK))
         block_m = max(16, min(block_m, backend_lib.next_power_of_2(m)))  # tl.dot's minimum
@@ -176,7 +165,7 @@ def _matmul_pallas(
             _unpack_dot_kernel, pad_bits=32 * words - k, chunks=words // WORD_CHUNK, **epilogue
         )
     else:
-        count = bitpack.popcount if popcount == "native" else bitpack.popcount_swar
+        count = bitpack.popcount if options.popcount == "native" else bitpack.popcount_swar
         kernel = functools.partial(_xnor_kernel, k=k, words=words, count=count, **epilogue)
     interpret = platform == "interpret"
     out = pl.pallas_call(
@@ -203,88 +192,53 @@ def _matmul_xla(a: Array, b: Array, k: int) -> Array:
     return k - 2 * acc
 
 
-@functools.partial(
-    jax.jit,
-    static_argnums=0,
-    static_argnames=("block_m", "block_n", "popcount", "isa", "algorithm"),
-)
-def _matmul_by(kind: str, a, b, transform, b_panels, **options):
+@functools.partial(jax.jit, static_argnums=0, static_argnames="pallas")
+def _matmul_by(kind: str, a, b, transform, native: NativeOptions, *, pallas: PallasOptions):
     """The product by one implementation: "xla", "native", or a Pallas platform (compiled for
-    "cuda" / "rocm" / "tpu", or "interpret"). Jitted per shape (layers of one shape share a
-    lowering); safe inside per-platform branches because ``kind`` names the platform: JAX
-    reuses a nested jit's lowering for every platform of a multi-platform lowering, so a
-    nested jit there must not decide the platform itself (as ``xnor_matmul`` does)."""
-    isa = options["isa"]
+    "cuda" / "rocm" / "tpu", or "interpret"), each reading only its own options. Jitted per
+    shape (layers of one shape share a lowering); safe inside per-platform branches because
+    ``kind`` names the platform: JAX reuses a nested jit's lowering for every platform of a
+    multi-platform lowering, so a nested jit there must not decide the platform itself (as
+    ``xnor_matmul`` does)."""
     if kind == "xla":
         dots = _matmul_xla(a.words, b.words, a.k)
     elif kind == "native":
-        if b_panels is not None and cpu.panel_isa(isa) is not None:
-            dots = cpu.matmul_panels(a.words, b_panels, a.k, b.words.shape[0], isa)
+        if native.b_panels is not None and cpu.panel_isa(native.isa) is not None:
+            dots = cpu.matmul_panels(a.words, native.b_panels, a.k, b.words.shape[0], native.isa)
         else:
-            dots = cpu.matmul(a.words, b.words, a.k, isa)
+            dots = cpu.matmul(a.words, b.words, a.k, native.isa)
     else:
-        return _matmul_pallas(
-            a.words,
-            b.words,
-            a.k,
-            transform,
-            block_m=options["block_m"],
-            block_n=options["block_n"],
-            platform=kind,
-            popcount=options["popcount"],
-            algorithm=options["algorithm"],
-        )
+        return _matmul_pallas(a.words, b.words, a.k, transform, platform=kind, options=pallas)
     return apply_transform(dots, transform)
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "backend",
-        "block_m",
-        "block_n",
-        "popcount",
-        "packed_output",
-        "isa",
-        "algorithm",
-    ),
-)
+@functools.partial(jax.jit, static_argnames=("backend", "packed_output", "pallas"))
 def xnor_matmul(
     a: PackedBits,
     b: PackedBits,
     transform: OutputTransform | None = None,
     *,
     backend: str = "auto",
-    block_m: int = 32,
-    block_n: int = 128,
-    popcount: str = "native",
     packed_output: bool = False,
-    isa: str = "auto",
-    b_panels: Array | None = None,
-    algorithm: str = "auto",
+    pallas: PallasOptions = DEFAULT_PALLAS,
+    native: NativeOptions = DEFAULT_NATIVE,
 ):
     """(M, N) ±1 dot products of packed rows ``a`` (M, K) and ``b`` (N, K).
 
     Returns int32 dots, the float transform of them, or (``packed_output``) the signs of the
-    transformed values packed along N (a per-channel threshold, written as bits). ``isa``
-    forces the native kernel's instruction set (``kernels.cpu.ISAS``); ``b_panels`` =
-    ``cpu.panels(b.words)``, laid out ahead of time, saves the vector paths doing it per call.
-    ``algorithm`` picks the Pallas kernel's inner product (``choose_algorithm``).
+    transformed values packed along N (a per-channel threshold, written as bits). ``pallas``:
+    the Pallas kernel's tiles and inner product (``PallasOptions``); ``native``: the native
+    kernel's instruction set and ``b_panels`` = ``cpu.panels(b.words)``, laid out ahead of time
+    (``NativeOptions``). Each is read only by its backend.
     """
     if a.k != b.k:
         raise ValueError(f"Packed operands have different K: {a.k} and {b.k}.")
-    check_algorithm(algorithm)  # now, on every backend (only Pallas reads it)
-
-    impl = functools.partial(
-        _matmul_by,
-        block_m=block_m,
-        block_n=block_n,
-        popcount=popcount,
-        isa=isa,
-        algorithm=algorithm,
+    options_lib.check(pallas, native)
+    impl = functools.partial(_matmul_by, pallas=pallas)
+    xla, native_impl = functools.partial(impl, "xla"), functools.partial(impl, "native")
+    out = backend_lib.run(
+        backend, (a, b, transform, native), xla=xla, pallas=impl, native=native_impl
     )
-    xla, native = functools.partial(impl, "xla"), functools.partial(impl, "native")
-    out = backend_lib.run(backend, (a, b, transform, b_panels), xla=xla, pallas=impl, native=native)
     return bitpack.pack(out) if packed_output else out
 
 
@@ -336,16 +290,19 @@ def native_layout(kernel: PackedKernel) -> PackedKernel:
     return dataclasses.replace(kernel, panels=cpu.panels(kernel.words))
 
 
+def kernel_words(w, xp=jnp):
+    """The words of an HWIO kernel ``w``: (O, k_h·k_w·ceil(I/32)) uint32, each filter's signs
+    packed per tap along I (``bitpack.pack_words``), taps in (k_h, k_w) order like the
+    features of ``patches.patches``. ``xp``: ``jax.numpy``, or ``numpy`` for host-side packing
+    (the export); the same words either way."""
+    per_tap = bitpack.pack_words(xp.transpose(w, (3, 0, 1, 2)), xp)  # (O, kh, kw, words)
+    return per_tap.reshape(w.shape[3], -1)
+
+
 def pack_kernel(w: Array) -> PackedKernel:
     """Packs the signs of an HWIO kernel (sign(0) = +1)."""
-    kh, kw, cin, cout = w.shape
-    per_tap = bitpack.pack(jnp.transpose(w, (3, 0, 1, 2)))  # (O, kh, kw, I) packed along I
     signs = jnp.where(w < 0, -1.0, 1.0)
-    return PackedKernel(
-        per_tap.words.reshape(cout, -1),
-        jnp.sum(signs, axis=2, keepdims=True),
-        (kh, kw, cin, cout),
-    )
+    return PackedKernel(kernel_words(w), jnp.sum(signs, axis=2, keepdims=True), tuple(w.shape))
 
 
 def _pad_correction(kernel: PackedKernel, in_spatial, strides, pads) -> Array:
@@ -368,38 +325,38 @@ def xnor_conv2d(
     padding="SAME",
     pad_value: float = 1.0,
     backend: str = "auto",
-    block_m: int = 32,
-    block_n: int = 128,
-    popcount: str = "native",
     packed_output: bool = False,
-    isa: str = "auto",
-    algorithm: str = "auto",
+    pallas: PallasOptions = DEFAULT_PALLAS,
+    native: NativeOptions = DEFAULT_NATIVE,
 ):
     """Binary conv2d of NHWC activations and an HWIO kernel, both by their signs.
 
     ``x``: float NHWC (binarised by sign, sign(0) = +1) or ``PackedBits`` packed along C.
     ``kernel``: float HWIO or ``PackedKernel``. ``pad_value``: 1 (+1 padding, free) or 0 (zero
     padding, as the PyTorch reference code; corrected after the popcount). Returns int32 dot
-    products (N, H', W', O), their ``transform``, or those signs packed along O.
+    products (N, H', W', O), their ``transform``, or those signs packed along O. ``pallas``,
+    ``native``: as for ``xnor_matmul``, except that the native kernel's weight panels come
+    with ``kernel`` (``native_layout``), so ``native.b_panels`` must be None.
     """
     if pad_value not in (0.0, 1.0):
         raise ValueError(f"pad_value must be 0 or 1, got {pad_value!r}.")
+    options_lib.check(pallas, native)
+    if native.b_panels is not None:
+        raise ValueError(
+            "xnor_conv2d takes the native panels from its PackedKernel (xnor.native_layout); "
+            "NativeOptions.b_panels is for xnor_matmul."
+        )
     kernel = kernel if isinstance(kernel, PackedKernel) else pack_kernel(kernel)
     x = x if isinstance(x, PackedBits) else bitpack.pack(x)
     kh, kw, cin, cout = kernel.shape
     if x.k != cin:
         raise ValueError(f"Input has {x.k} channels, the kernel expects {cin}.")
-    check_algorithm(algorithm)
     strides = tuple(strides)
     pads = patches.explicit_padding(padding, x.words.shape[1:3], (kh, kw), strides)
     correct = pad_value == 0.0 and any(p != (0, 0) for p in pads)
     n, (h, w) = x.words.shape[0], x.words.shape[1:3]
     ho = (h + sum(pads[0]) - kh) // strides[0] + 1
     wo = (w + sum(pads[1]) - kw) // strides[1] + 1
-    # The matmul fuses the transform unless the padding correction must come first.
-    options = dict(
-        block_m=block_m, block_n=block_n, popcount=popcount, isa=isa, algorithm=algorithm
-    )
 
     # The branches below run in the lowering's own trace: they use their arguments, never
     # arrays closed over from this one.
@@ -412,32 +369,37 @@ def xnor_conv2d(
     def via_patches(kind):
         def run(x, kernel, transform):
             cols = patches.patches(x.words, (kh, kw), strides, pads)  # padded words are 0 → +1
+            # The matmul fuses the transform unless the padding correction must come first.
             dots = _matmul_by(
                 kind,
                 PackedBits(cols.reshape(n * ho * wo, -1), kernel.k),
                 PackedBits(kernel.words, kernel.k),
                 None if correct else transform,
-                kernel.panels if kind == "native" else None,
-                **options,
+                NativeOptions(native.isa, kernel.panels if kind == "native" else None),
+                pallas=pallas,
             )
             return finish(dots, kernel, transform, fused=not correct)
 
         return run
 
-    def native(x, kernel, transform):
-        if kernel.panels is None or cpu.panel_isa(isa) is None:
+    def native_impl(x, kernel, transform):
+        if kernel.panels is None or cpu.panel_isa(native.isa) is None:
             return via_patches("native")(x, kernel, transform)
         # Patches gathered inside the kernel, no patch matrix.
         dots = cpu.conv2d_panels(
-            x.words, kernel.panels, kernel.k, cout, (kh, kw), strides, pads, (ho, wo), isa
+            x.words, kernel.panels, kernel.k, cout, (kh, kw), strides, pads, (ho, wo), native.isa
         )
         return finish(dots, kernel, transform, fused=False)
 
-    def pallas(platform, x, kernel, transform):
+    def pallas_impl(platform, x, kernel, transform):
         return via_patches(platform)(x, kernel, transform)
 
     out = backend_lib.run(
-        backend, (x, kernel, transform), xla=via_patches("xla"), pallas=pallas, native=native
+        backend,
+        (x, kernel, transform),
+        xla=via_patches("xla"),
+        pallas=pallas_impl,
+        native=native_impl,
     )
     return bitpack.pack(out) if packed_output else out
 

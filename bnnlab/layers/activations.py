@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen import initializers
 
+from bnnlab.layers import sown
 from bnnlab.quant import math as qmath
 
 Array = jax.Array
@@ -35,7 +36,7 @@ class RSign(nn.Module):
         # any compute dtype, so only the decision needs the wider type.
         wide = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         out = qmath.surrogate(qmath.sign, qmath.approx_sign_derivative, wide + shift, ())
-        self.sow("intermediates", "input_positive_fraction", jnp.mean(out > 0))
+        self.sow(sown.INTERMEDIATES, sown.INPUT_BALANCE, jnp.mean(out > 0))
         return out.astype(x.dtype)
 
 

@@ -5,7 +5,7 @@ References:
   Learning?", CVPR 2020, arXiv 1912.13200 (behaviour of huawei-noah/AdderNet ``adder.py``).
 
 Forward:  Y = −Σ_{c,i,j} |X_patch − F| with zero padding: a padded tap contributes |0 − F| =
-          |F|, it is *not* skipped (skipping it is the common porting bug; spec §6.3.1).
+          |F|, it is *not* skipped (skipping it is the common porting bug; docs/addernet.md).
 Backward: ∂L/∂F = Σ G·(X − F) (full precision, not sgn);
           ∂L/∂X = Σ G·clip(F − X, −1, 1) (HardTanh-clipped).
 The per-layer adaptive gradient scaling η·√k/‖g‖₂ is an optax transform

@@ -29,41 +29,58 @@ class QuantizedLayer:
     input_quantizer: quant.Quantizer | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """What one abstract ``init`` of a model shows: its quantized layers, its AdderNet layers
+    and the shapes and dtypes of its variables."""
+
+    layers: dict[str, QuantizedLayer]
+    adder_paths: list[str]
+    variables: Any  # jax.ShapeDtypeStruct leaves
+
+
+def scan(model: Any, *args, rngs=None, method=None, **kwargs) -> Scan:
+    """Traces ``model.init`` on ``args`` once, abstractly (no compute), and records its layers.
+
+    ``args``/``kwargs`` are example inputs as for ``model.init`` (only their shapes matter).
+    """
+    found: dict[str, QuantizedLayer] = {}
+    adders: set[str] = set()
+
+    def record(next_fun, call_args, call_kwargs, context):
+        module = context.module
+        if context.method_name == "__call__":
+            if isinstance(module, quantized._QuantBase):
+                kernel_q, input_q = module._quantizers()
+                found["/".join(module.path)] = QuantizedLayer(tuple(module.path), kernel_q, input_q)
+            elif isinstance(module, adder.AdderConv):
+                adders.add("/".join(module.path))
+        return next_fun(*call_args, **call_kwargs)
+
+    rngs = jax.random.key(0) if rngs is None else rngs
+    with nn.intercept_methods(record):
+        variables = jax.eval_shape(lambda: model.init(rngs, *args, method=method, **kwargs))
+    if hasattr(model, "quantized_layers"):  # a model that declares its own (quantize_model)
+        found = model.quantized_layers(*args, rngs=rngs, method=method, **kwargs)
+    return Scan(found, sorted(adders), variables)
+
+
 def find(model: Any, *args, rngs=None, method=None, **kwargs) -> dict[str, QuantizedLayer]:
     """Maps '/'-joined module paths to the quantized layers ``model`` calls on ``args``.
 
+    For a model built from ``QuantConv``/``QuantDense`` that is every such layer, including
+    those that stay float (both quantizers None, e.g. a model zoo's stem conv); for a
+    ``bnnlab.quantize_model`` wrapper, the modules matched by a rule with a quantizer.
     ``args``/``kwargs`` are example inputs as for ``model.init`` (only their shapes matter).
     """
     if hasattr(model, "quantized_layers"):
         return model.quantized_layers(*args, rngs=rngs, method=method, **kwargs)
-    found: dict[str, QuantizedLayer] = {}
-
-    def record(next_fun, call_args, call_kwargs, context):
-        module = context.module
-        if isinstance(module, quantized._QuantBase) and context.method_name == "__call__":
-            kernel_q, input_q = module._quantizers()
-            found["/".join(module.path)] = QuantizedLayer(tuple(module.path), kernel_q, input_q)
-        return next_fun(*call_args, **call_kwargs)
-
-    rngs = jax.random.key(0) if rngs is None else rngs
-    with nn.intercept_methods(record):
-        jax.eval_shape(lambda: model.init(rngs, *args, method=method, **kwargs))
-    return found
+    return scan(model, *args, rngs=rngs, method=method, **kwargs).layers
 
 
 def adder_layers(model: Any, *args, rngs=None, method=None, **kwargs) -> list[str]:
     """'/'-joined module paths of the AdderNet layers ``model`` calls on ``args``."""
-    found: list[str] = []
-
-    def record(next_fun, call_args, call_kwargs, context):
-        if isinstance(context.module, adder.AdderConv) and context.method_name == "__call__":
-            found.append("/".join(context.module.path))
-        return next_fun(*call_args, **call_kwargs)
-
-    rngs = jax.random.key(0) if rngs is None else rngs
-    with nn.intercept_methods(record):
-        jax.eval_shape(lambda: model.init(rngs, *args, method=method, **kwargs))
-    return sorted(set(found))
+    return scan(model, *args, rngs=rngs, method=method, **kwargs).adder_paths
 
 
 def _lookup(flat: dict, key: tuple[str, ...]) -> Any:

@@ -24,6 +24,7 @@ from flax.linen.linear import canonicalize_padding, default_kernel_init
 from jax import lax
 
 from bnnlab import quant
+from bnnlab.layers import sown
 from bnnlab.quant import math as qmath
 
 Array = jax.Array
@@ -221,14 +222,12 @@ class _QuantBase(nn.Module):
         inputs, kernel = inputs.astype(statistics), kernel.astype(statistics)
         kernel = quantize(self, kernel_q, kernel, "kernel", train=train, progress=progress)
         if kernel_q is not None and kernel_q.precision == 1:
-            # The binary code this step computes with, for flip tracking; only collected when
-            # the 'diagnostics' collection is mutable (sow is a no-op otherwise).
-            self.sow("diagnostics", "kernel_positive", kernel > 0)
+            # The binary code this step computes with, for flip tracking.
+            self.sow(sown.TRACKING, sown.KERNEL_CODES, kernel > 0)
         inputs = quantize(self, input_q, inputs, "input", train=train, progress=progress)
         if input_q is not None and input_q.precision == 1:
-            # Sign balance of the binarised input, collected only when a caller asks for the
-            # 'intermediates' collection (diagnostics); otherwise sow is a no-op.
-            self.sow("intermediates", "input_positive_fraction", jnp.mean(inputs > 0))
+            # Sign balance of the binarised input, for the diagnostics.
+            self.sow(sown.INTERMEDIATES, sown.INPUT_BALANCE, jnp.mean(inputs > 0))
         inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=compute)
         return inputs, kernel, bias, scale
 

@@ -138,4 +138,12 @@ def available() -> list[str]:
     return REGISTRY.available()
 
 
-__all__ = ["FLOAT", "QuantSpec", "available", "blocks", "from_ref", "get"]
+def has_imagenet_stem(name: str, **overrides) -> bool:
+    """Whether zoo model ``name`` (with architecture ``overrides``) starts with the ImageNet
+    stem (7×7/2 conv and max-pool), which needs inputs of at least 32×32; False for names
+    outside the zoo."""
+    _, defaults = _MODELS.get(name, (None, {}))
+    return bool({**defaults, **overrides}.get("imagenet", False))
+
+
+__all__ = ["FLOAT", "QuantSpec", "available", "blocks", "from_ref", "get", "has_imagenet_stem"]

@@ -1,13 +1,14 @@
 """Building blocks shared by the model zoo: which convs are binary, BatchNorm, activations,
 shortcuts.
 
-Conventions taken from the papers' PyTorch code: 3×3 convs pad symmetrically by k // 2 (so a
-stride-2 conv on an odd input rounds up, unlike Flax's 'SAME'), convs have no bias (BatchNorm
-follows), BatchNorm uses PyTorch's momentum 0.1 (written as Flax's momentum 0.9: Flax weights
-the old average, PyTorch the new batch) and ε = 1e-5 with a two-pass batch variance, the
-running-variance rule is a model option (``NormSpec.running_var``: PyTorch's unbiased update
-in the recipes that replicate released code), and the first conv and the classifier always
-stay full precision.
+Conventions taken from the papers' PyTorch code: k×k convs pad symmetrically by k // 2 (a
+stride-2 3×3 conv then centres its windows on pixels 0, 2, 4, …; Flax's 'SAME' pads an even
+input only at the end and centres them on 1, 3, 5, …; on odd inputs the two agree), convs have
+no bias (BatchNorm follows), BatchNorm uses PyTorch's momentum 0.1 (written as Flax's
+momentum 0.9: Flax weights the old average, PyTorch the new batch) and ε = 1e-5 with a
+two-pass batch variance, the running-variance rule is a model option (``NormSpec.running_var``:
+PyTorch's unbiased update in the recipes that replicate released code), and the first conv and
+the classifier always stay full precision.
 """
 
 from __future__ import annotations

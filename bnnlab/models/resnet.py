@@ -26,8 +26,8 @@ BLOCKS = ("basic", "bireal", "bottleneck")
 
 
 class Stem(nn.Module):
-    """Full-precision first conv: 3×3/1 (CIFAR) or 7×7/2 + max-pool 3×3/2 (ImageNet), then BN
-    and an optional activation."""
+    """Full-precision first conv, 3×3/1 (CIFAR) or 7×7/2 (ImageNet), then BN, an optional
+    activation and (ImageNet) a 3×3/2 max-pool."""
 
     features: int
     imagenet: bool

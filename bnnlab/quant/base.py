@@ -130,6 +130,12 @@ class Quantizer:
         del progress  # Unused.
         return {}
 
+    def statistics(self, w: Array, progress=None) -> dict[str, Array]:
+        """Method-specific diagnostics of latent weights ``w`` (e.g. ReCU's dead fraction),
+        logged beside the statistics every binary layer gets; none by default."""
+        del w, progress  # Unused.
+        return {}
+
     def project(self, w: Array, progress=None) -> Array:
         """Projection the training step applies to the latent weights (identity by default)."""
         del progress  # Unused.

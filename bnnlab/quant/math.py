@@ -77,11 +77,6 @@ def swish_sign_derivative(x: Array, beta: Array) -> Array:
     return beta * (2.0 - bx * jnp.tanh(bx / 2.0)) / (1.0 + jnp.cosh(bx))
 
 
-def identity_derivative(x: Array) -> Array:
-    """1 everywhere: the plain straight-through estimator."""
-    return jnp.ones_like(x)
-
-
 def filter_axes(w: Array) -> tuple[int, ...]:
     """Axes of one filter in a Flax kernel: all but the last (output-channel) axis."""
     return tuple(range(w.ndim - 1))

@@ -1,7 +1,7 @@
 """Rotated BNN (RBNN) pieces: the bi-rotation shape and the training-aware sign gradient.
 
 The learned bi-rotation itself (alternating SVD updates of R1, R2 once per epoch) is a training
-procedure, not a pure quantizer; these are the parts the quantizer needs and the spec checks.
+procedure, not a pure quantizer; these are the parts docs/baselines.md describes and checks.
 """
 
 from __future__ import annotations

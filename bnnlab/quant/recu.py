@@ -1,7 +1,7 @@
 """ReCU: the Rectified Clamp Unit for binary weights, its activation binarizer, and the τ schedule.
 
-Behaviour follows the authors' released code (z-hXu/ReCU, ``binarized_modules.py``), which the
-spec treats as the reference where the paper body could not be checked.
+Behaviour follows the authors' released code (z-hXu/ReCU, ``binarized_modules.py``), which
+bnnlab treats as the reference where the paper body could not be checked (docs/recu.md).
 """
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ class ReCU(base.Quantizer):
         w_tilde = standardize_weights(w)
         q = clamp_threshold(w_tilde, self.current_tau(progress))
         return jnp.mean(jnp.abs(w_tilde) > q)
+
+    def statistics(self, w: Array, progress=None) -> dict[str, Array]:
+        return {"dead_recu": self.dead_fraction(w, progress)}
 
 
 @base.register("recu_act")

@@ -65,7 +65,8 @@ def clip_latent(w: Array, percent) -> Array:
     r"""W ← sign(D)·clip(|D|, P_p, P_{100−p}),  D = W − mean_f W.
 
     P_p is the p-th percentile of |D| over the whole layer (linear interpolation, as
-    np.percentile). Signs are preserved (an exact 0 stays 0) and each filter ends up centred.
+    np.percentile). Signs are preserved (an exact 0 stays 0). D is centred per filter; the
+    result in general is not, since the clip moves the magnitudes of the two signs unequally.
     """
     d = w - jnp.mean(w, axis=math.filter_axes(w), keepdims=True)
     mag = jnp.abs(d)

@@ -1,10 +1,35 @@
 """Reconfigurable BNN: one binary parameter set serving several tasks, selected by a user key
-and a device root key (Qiu et al., IEEE TCAD 2023). See ``keys`` (derivation), ``layers``
-(keyed layers, per-task BatchNorm), ``model``, ``tasks``, ``trainer`` (round-robin training,
-``load`` for evaluation and prediction) and ``python -m bnnlab.reconfig`` (evaluate a task)."""
+and a device root key (Qiu et al., IEEE TCAD 2023; docs/reconfigurable.md). See ``keys``
+(derivation), ``layers`` (keyed layers, per-task BatchNorm), ``model``, ``tasks``, ``trainer``
+(round-robin training on the common loop), ``run`` (``load`` a trained run for evaluation,
+prediction and export) and ``python -m bnnlab.reconfig`` (evaluate a task).
 
-from bnnlab.reconfig import keys, layers, model, tasks, trainer
-from bnnlab.reconfig.keys import KeyMaterial
-from bnnlab.reconfig.trainer import Run, load
+Submodules are imported on first use, so the run reader (``bnnlab.runs``) can build the model
+from ``model`` and ``tasks`` without importing the trainer above it.
+"""
 
-__all__ = ["KeyMaterial", "Run", "keys", "layers", "load", "model", "tasks", "trainer"]
+import importlib
+
+_EXPORTS = {
+    "KeyMaterial": ("bnnlab.reconfig.keys", "KeyMaterial"),
+    "Run": ("bnnlab.reconfig.run", "Run"),
+    "load": ("bnnlab.reconfig.run", "load"),
+}
+_MODULES = ("keys", "layers", "model", "run", "tasks", "trainer")
+
+__all__ = sorted([*_EXPORTS, *_MODULES])
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f"bnnlab.reconfig.{name}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'bnnlab.reconfig' has no attribute {name!r}")
+    module_name, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from bnnlab.reconfig import keys, trainer
+from bnnlab.reconfig import keys
+from bnnlab.reconfig import run as run_lib
 
 flags.DEFINE_string("workdir", None, "Workdir of a reconfigurable training run.", required=True)
 flags.DEFINE_string("task", None, "Task id (default: every task).")
@@ -24,7 +25,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv  # Unused.
-    run = trainer.load(FLAGS.workdir)
+    run = run_lib.load(FLAGS.workdir)
     material = keys.load(
         FLAGS.user_key_file, FLAGS.device_key_file, FLAGS.simulated_device, demo=FLAGS.demo_keys
     )

@@ -5,10 +5,10 @@ user key, and the per-task seed and per-layer permutations derived from them.
     task_seed = HMAC-SHA256(root_key, user_key ‖ task_id)
     π_{l,t}   = jax.random.permutation(fold_in(key(task_seed), l), n_l)
 
-(spec §3.4; the paper names an SRAM PUF but publishes no key-derivation function, so this is
-bnnlab's design). A wrong user key, or the right user key on another device, gives unrelated
-permutations: there is no key check to bypass, the model simply computes garbage. Keys are
-inputs at run time only; nothing here writes them anywhere.
+(docs/reconfigurable.md, "Keys"; the paper names an SRAM PUF but publishes no key-derivation
+function, so this is bnnlab's design). A wrong user key, or the right user key on another
+device, gives unrelated permutations: there is no key check to bypass, the model simply
+computes garbage. Keys are inputs at run time only; nothing here writes them anywhere.
 
 The PUF is simulated: a device is a secret bit string whose every read flips each bit with a
 small probability, as SRAM power-up states do. Enrolment stores public helper data

@@ -12,8 +12,9 @@ so they are traced inputs: switching task changes array values, never the compil
 References:
   Qiu et al. "RBNN: Memory-Efficient Reconfigurable Deep Binary Neural Network With IP
   Protection for Internet of Things", IEEE TCAD 2023, arXiv 2105.03822; the mechanism follows
-  the public code described in spec §3.2 (keyed weight permutation, per-task BatchNorm,
-  shared head with per-task logit slices), itself modelled on TrojanNet (Guo et al. 2020).
+  the public code described in docs/reconfigurable.md (keyed weight permutation, per-task
+  BatchNorm, shared head with per-task logit slices), itself modelled on TrojanNet (Guo et al.
+  2020).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The reconfigurable ReActNet (spec §3.2): one set of keyed latent weights for all tasks,
-per-task BatchNorm, shared RSign/RPReLU, a shared head sliced per task.
+"""The reconfigurable ReActNet (docs/reconfigurable.md): one set of keyed latent weights for all
+tasks, per-task BatchNorm, shared RSign/RPReLU, a shared head sliced per task.
 
     FP 3×3 stem (keyed) + BN_task + max-pool 3×3/2
     three stages of 4 blocks (64/128/256 channels): RSign → binary 3×3 keyed conv → BN_task

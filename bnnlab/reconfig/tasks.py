@@ -27,10 +27,11 @@ TRANSFORM_SEED = 2021  # public: the pixel/label permutations that define derive
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    task_id: str
+    task_id: str  # "task<index>": the name in metrics, key derivation and exports
     dataset: str
     transform: str
     num_classes: int
+    index: int  # the row of the per-task BatchNorm parameters
 
 
 def parse(specs) -> list[Task]:
@@ -45,7 +46,7 @@ def parse(specs) -> list[Task]:
                 f"Task {spec!r}: unknown transform {transform!r}; use one of "
                 f"{[t for t in TRANSFORMS if t]} or none."
             )
-        tasks.append(Task(f"task{i}", dataset, transform, data.info(dataset).num_classes))
+        tasks.append(Task(f"task{i}", dataset, transform, data.info(dataset).num_classes, i))
     return tasks
 
 
@@ -163,7 +164,7 @@ def task_variables(template, task: Task, seed: bytes) -> dict:
         if k.endswith("/perm"):
             out[k] = jnp.asarray(perms[k[: -len("/perm")]])
         elif k.endswith("index"):
-            out[k] = jnp.asarray(int(task.task_id[4:]), jnp.int32)
+            out[k] = jnp.asarray(task.index, jnp.int32)
         elif k.endswith("num_classes"):
             out[k] = jnp.asarray(task.num_classes, jnp.int32)
         else:

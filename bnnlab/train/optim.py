@@ -1,9 +1,9 @@
-"""The optimizer from the config: learning-rate schedules of the papers, weight decay per
-parameter group, optional gradient clipping."""
+"""The optimizer from the config: weight decay per parameter group, AdderNet's gradient
+scaling, frozen parameters, optional gradient clipping, around SGD or Adam driven by the
+learning-rate schedule (``bnnlab.train.schedule``)."""
 
 from __future__ import annotations
 
-import math
 import re
 
 import jax
@@ -12,47 +12,6 @@ import optax
 from flax import traverse_util
 
 from bnnlab.layers import inventory
-
-
-def epoch_of(step, steps_per_epoch: int, unit: str):
-    """Training time in epochs: whole epochs (the papers step schedules per epoch) or exact."""
-    step = jnp.asarray(step, jnp.float32)
-    if unit == "epoch":
-        return jnp.floor(step / steps_per_epoch)
-    return step / steps_per_epoch
-
-
-def learning_rate_fn(config, steps_per_epoch: int, total_steps: int):
-    """lr(step). Schedules (t = epoch + ``lr_epoch_offset``, T = ``lr_schedule_epochs`` or the
-    run's length in epochs, w = warm-up epochs):
-
-    * cosine: lr·(t+1)/w for t < w, then lr·½(1 + cos(π(t − w + 1)/(T − w + 1))) (ReCU/SiMaN's
-      warm-up + CosineAnnealingLR(T_max = T − 4) for w = 5; plain cosine for w = 0, which with
-      offset 1 and T = 400 over 399 epochs is AdderNet's 0.05·(1 + cos(πt/400)), t = 1 … 399).
-    * linear: lr·(1 − t/T) (Bi-Real/ReActNet's Adam recipe; with offset 1, their scheduler
-      stepped at the start of each epoch).
-    * constant, or piecewise: ``lr_values[i]`` between ``lr_boundaries`` (in epochs).
-    """
-    run_epochs = total_steps / steps_per_epoch
-    total_epochs = config.lr_schedule_epochs if config.lr_schedule_epochs > 0 else run_epochs
-    w, base = config.warmup_epochs, config.lr
-
-    def schedule(step):
-        t = epoch_of(step, steps_per_epoch, config.schedule_unit) + config.lr_epoch_offset
-        if config.schedule == "constant":
-            lr = jnp.full_like(t, base)
-        elif config.schedule == "linear":
-            lr = base * jnp.maximum(0.0, 1.0 - t / total_epochs)
-        elif config.schedule == "piecewise":
-            index = jnp.sum(t >= jnp.asarray(config.lr_boundaries, jnp.float32))
-            lr = jnp.asarray(config.lr_values, jnp.float32)[index]
-        else:
-            shift = max(w - 1, 0)
-            cos = 0.5 * base * (1 + jnp.cos(math.pi * (t - shift) / (total_epochs - shift)))
-            lr = cos if w == 0 else jnp.where(t < w, base * (t + 1) / w, cos)
-        return lr
-
-    return schedule
 
 
 def weight_decay_tree(params, config, layers: dict[str, inventory.QuantizedLayer]):
@@ -116,9 +75,9 @@ def freeze_mask(params, pattern: str):
     return traverse_util.unflatten_dict(mask, sep="/")
 
 
-def create(config, params, layers, steps_per_epoch: int, total_steps: int, adder_paths=()):
-    """(optax transform, lr schedule, per-parameter decay tree)."""
-    lr = learning_rate_fn(config, steps_per_epoch, total_steps)
+def create(config, params, layers, lr, adder_paths=()):
+    """(optax transform, per-parameter decay tree) for the learning-rate schedule ``lr``
+    (``Schedule.lr``)."""
     decay = weight_decay_tree(params, config, layers)
     parts = []
     if config.grad_clip_norm:
@@ -139,4 +98,4 @@ def create(config, params, layers, steps_per_epoch: int, total_steps: int, adder
         parts.append(optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov))
     else:
         parts.append(optax.adam(lr, b1=config.b1, b2=config.b2))
-    return optax.chain(*parts), lr, decay
+    return optax.chain(*parts), decay

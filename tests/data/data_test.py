@@ -1,12 +1,13 @@
-"""Datasets: the embedded digits split, deterministic resumable batches, augmentations, eval
-padding, TFDS through mock data, and the errors for unknown or unprepared datasets."""
+"""Datasets by name (``bnnlab.data.build``): deterministic resumable batches, process slices,
+eval padding, upsampling, TFDS through mock data, and the errors for unknown or unprepared
+datasets."""
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from bnnlab import config_lib, data
-from bnnlab.data import augment, pipeline, sources
+from bnnlab.data import pipeline, sources
 
 
 def config(**overrides):
@@ -17,19 +18,6 @@ def config(**overrides):
     c.crop_padding = 1
     c.update(overrides)
     return c
-
-
-def test_digits_fixed_split():
-    train, test = sources.digits()
-    assert (len(train), len(test)) == (1438, 359)
-    again_train, _ = sources.digits()
-    np.testing.assert_array_equal(train.labels, again_train.labels)
-    assert train.images.shape[1:] == (8, 8, 1) and 0 <= train.images.min() < train.images.max() <= 1
-    assert set(np.unique(test.labels)) == set(range(10))
-    mean, std = augment.NORMALIZATIONS["digits"]
-    np.testing.assert_allclose(
-        [train.images.mean(), train.images.std()], [mean[0], std[0]], atol=1e-4
-    )
 
 
 def test_batches_are_a_function_of_seed_and_step():
@@ -78,41 +66,6 @@ def test_eval_batches_cover_every_example_once_with_mask():
     _, test = sources.digits()
     labels = np.concatenate([b["label"][b["mask"]] for b in batches])
     np.testing.assert_array_equal(labels, test.labels)
-
-
-def test_random_crop_and_flip():
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 255, size=(64, 6, 6, 3)).astype(np.uint8)
-    cropped = augment.random_crop(images, 2, np.random.default_rng(1))
-    assert cropped.shape == images.shape
-    # Every crop is a shifted window of the zero-padded image.
-    padded = np.pad(images, [(0, 0), (2, 2), (2, 2), (0, 0)])
-    for i in range(8):
-        assert any(
-            np.array_equal(cropped[i], padded[i, y : y + 6, x : x + 6])
-            for y in range(5)
-            for x in range(5)
-        )
-    flipped = augment.random_flip(images, np.random.default_rng(2))
-    same = [np.array_equal(f, im) for f, im in zip(flipped, images, strict=True)]
-    mirrored = [np.array_equal(f, im[:, ::-1]) for f, im in zip(flipped, images, strict=True)]
-    assert all(s or m for s, m in zip(same, mirrored, strict=True)) and 10 < sum(mirrored) < 54
-
-
-def test_imagenet_transforms_shapes():
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, size=(50, 70, 3)).astype(np.uint8)
-    assert augment.random_resized_crop(image, 32, rng).shape == (32, 32, 3)
-    assert augment.resize_center_crop(image, 36, 32).shape == (32, 32, 3)
-    batch = {"image": [image, image[:40]], "label": np.array([1, 2])}
-    out = augment.train_preprocess(
-        batch, rng, augment="imagenet", normalization="imagenet", image_size=32
-    )
-    assert out["image"].shape == (2, 32, 32, 3) and out["image"].dtype == np.float32
-    out = augment.eval_preprocess(
-        batch, transform="imagenet", normalization="imagenet", image_size=32
-    )
-    assert out["image"].shape == (2, 32, 32, 3)
 
 
 def test_upsample_for_imagenet_models_on_digits():

@@ -1,16 +1,16 @@
 """The grain input pipeline (batches by step from threads or worker processes, a JSON-able
-checkpoint state) and the ImageNet path on encoded JPEG bytes."""
+checkpoint state), encoded JPEG records through worker processes, and process slices."""
 
 import functools
-import io
 import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from bnnlab import config_lib, data
 from bnnlab.data import augment, pipeline, sources
+
+from jpegs import jpeg
 
 
 def digits_loader(batch_size=32):
@@ -68,59 +68,6 @@ def test_worker_count():
     c.data_workers = -2
     with pytest.raises(ValueError, match=r"data_workers must be -1.*got -2"):
         config_lib.validate(c)
-
-
-def test_normalize_equals_the_per_channel_formula_bit_for_bit():
-    rng = np.random.default_rng(0)
-    for shape in [(4, 9, 11, 3), (9, 11, 3), (5, 8, 8, 1)]:
-        x = rng.random(shape, dtype=np.float32)
-        name = "imagenet" if shape[-1] == 3 else "digits"
-        mean, std = (np.asarray(v, np.float32) for v in augment.NORMALIZATIONS[name])
-        np.testing.assert_array_equal(augment.normalize(x, name), (x - mean) / std)
-
-
-def jpeg(h, w, seed, quality=95):
-    """A smooth colour image with texture, JPEG-encoded (natural-image-like for the codec)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    base = np.stack([np.sin(6 * xx + seed), np.cos(5 * yy), np.sin(4 * (xx + yy))], -1)
-    image = np.clip(127 + 100 * base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(image).save(out, format="JPEG", quality=quality)
-    return out.getvalue()
-
-
-@pytest.mark.parametrize("hw", [(375, 500), (600, 900), (120, 90)])
-def test_resized_crop_of_jpeg_bytes_matches_the_decoded_image(hw):
-    """Same crop box (same rng draws), pixels equal up to the box-border filter taps and the
-    DCT-domain downscale the 600×900 image gets for large crops."""
-    data_bytes = jpeg(*hw, seed=1)
-    decoded = augment.decode(data_bytes)
-    assert decoded.shape == (*hw, 3)
-    diffs = []
-    for seed in range(20):
-        rng_bytes, rng_array = np.random.default_rng(seed), np.random.default_rng(seed)
-        got = augment.random_resized_crop(data_bytes, 64, rng_bytes, scale=(0.08, 1.0))
-        want = augment.random_resized_crop(decoded, 64, rng_array, scale=(0.08, 1.0))
-        assert got.shape == want.shape == (64, 64, 3) and got.dtype == np.uint8
-        assert rng_bytes.random() == rng_array.random()  # the same draws were consumed
-        diffs.append(np.abs(got.astype(np.float32) - want).mean())
-    assert max(diffs) < 3.0, diffs
-
-
-def test_imagenet_preprocessing_of_encoded_batches():
-    images = [jpeg(375, 500, 0), jpeg(333, 500, 1), jpeg(500, 375, 2)]
-    batch = {"image": images, "label": np.array([0, 1, 2], np.int32)}
-    out = augment.train_preprocess(
-        batch, np.random.default_rng(0), augment="imagenet", normalization="imagenet"
-    )
-    assert out["image"].shape == (3, 224, 224, 3) and out["image"].dtype == np.float32
-    decoded = {"image": [augment.decode(b) for b in images], "label": batch["label"]}
-    kw = dict(transform="imagenet", normalization="imagenet")
-    np.testing.assert_array_equal(
-        augment.eval_preprocess(batch, **kw)["image"],
-        augment.eval_preprocess(decoded, **kw)["image"],
-    )
 
 
 def test_encoded_source_through_worker_processes():

@@ -1,5 +1,6 @@
-"""Bit packing: Larq Compute Engine's layout checked word by word against a NumPy packer, the
-pack/unpack round trip, and both popcounts against Python's bit count."""
+"""Bit packing: Larq Compute Engine's layout checked by hand and word by word against a loop
+packer, the one routine run by NumPy and by JAX giving the same words, the pack/unpack round
+trip, and both popcounts against Python's bit count."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -24,6 +25,28 @@ def test_hand_worked_word():
     x = np.ones(32, np.float32)
     x[[0, 3, 31]] = -1
     assert int(bitpack.pack(jnp.asarray(x)).words[0]) == 1 + 8 + 2**31
+
+
+@pytest.mark.parametrize("xp", [jnp, np], ids=["jnp", "np"])
+def test_hand_worked_three_values(xp):
+    # [−1, +1, −1]: bits 0 and 2 set, tail bits 3..31 zero → 0b101 = 5.
+    words = bitpack.pack_words(xp.asarray([-1.0, 1.0, -1.0]), xp)
+    assert words.shape == (1,) and words.dtype == np.uint32
+    assert int(words[0]) == 0b101 == 5
+    # Two words: −1 at position 32 is bit 0 of the second word.
+    x = np.ones(40, np.float32)
+    x[[1, 32, 39]] = -1
+    assert [int(v) for v in bitpack.pack_words(xp.asarray(x), xp)] == [0b10, 1 + 2**7]
+
+
+@pytest.mark.parametrize("k", [1, 3, 31, 32, 33, 100])
+def test_numpy_and_jax_run_the_one_routine_to_the_same_words(k):
+    x = np.random.default_rng(k).normal(size=(2, 5, k)).astype(np.float32)
+    x[0, 0, 0], x[1, 0, 0] = 0.0, -0.0  # both +1
+    host = bitpack.pack_words(x, np)
+    assert isinstance(host, np.ndarray) and host.dtype == np.uint32  # no device round trip
+    np.testing.assert_array_equal(host, numpy_pack(x))
+    np.testing.assert_array_equal(host, bitpack.pack(jnp.asarray(x)).words)
 
 
 def test_zero_packs_as_plus_one_and_tail_bits_are_zero():

@@ -12,12 +12,12 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from bnnlab import layers
-from bnnlab.kernels import backend as backend_lib
 from bnnlab.kernels import bitpack, cpu, xnor
 
 from kernel_cases import CONV_CASES, case_arrays, numpy_conv, pads_of
 
 BACKENDS = ["interpret", "xla"] + (["native"] if cpu.available() else [])
+DOT = xnor.PallasOptions(algorithm="dot")  # the tensor-core path
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -44,13 +44,28 @@ def test_matmul_bit_exact(m, n, k, backend):
     np.testing.assert_array_equal(xnor.xnor_matmul_reference(pa, pb), a @ b.T)
 
 
+@pytest.mark.parametrize("xp", [jnp, np], ids=["jnp", "np"])
+def test_kernel_words_hand_worked(xp):
+    # HWIO (1, 2, 33, 2): two taps of 33 channels → two words per tap, taps in (k_h, k_w) order.
+    w = np.ones((1, 2, 33, 2), np.float32)
+    w[0, 0, 0, 0] = w[0, 0, 32, 0] = -1  # filter 0, tap 0: channels 0 and 32
+    w[0, 1, 1, 1] = -1  # filter 1, tap 1: channel 1
+    w[0, 1, 5, 1] = 0.0  # sign(0) = +1: no bit
+    expected = [[1, 1, 0, 0], [0, 0, 0b10, 0]]
+    words = xnor.kernel_words(xp.asarray(w), xp)
+    assert words.dtype == np.uint32
+    np.testing.assert_array_equal(words, expected)
+    np.testing.assert_array_equal(xnor.pack_kernel(jnp.asarray(w)).words, expected)
+
+
 def test_swar_popcount_kernel_matches_native():
     rng = np.random.default_rng(1)
     pa = bitpack.pack(jnp.asarray(rng.normal(size=(9, 77)), jnp.float32))
     pb = bitpack.pack(jnp.asarray(rng.normal(size=(11, 77)), jnp.float32))
     native = xnor.xnor_matmul(pa, pb, backend="interpret")
     np.testing.assert_array_equal(
-        xnor.xnor_matmul(pa, pb, backend="interpret", popcount="swar"), native
+        xnor.xnor_matmul(pa, pb, backend="interpret", pallas=xnor.PallasOptions(popcount="swar")),
+        native,
     )
 
 
@@ -185,10 +200,6 @@ def test_errors_name_the_value():
     x, w = case_arrays(CONV_CASES[0])
     with pytest.raises(ValueError, match=r"'cuda'.*auto"):
         xnor.xnor_conv2d(x, w, backend="cuda")
-    if jax.default_backend() == "cpu":
-        with pytest.raises(ValueError, match="interpret"):
-            backend_lib.resolve("pallas")
-    assert backend_lib.resolve("auto") in ("xla", "pallas")
     with pytest.raises(ValueError, match=r"pad_value.*0.5"):
         xnor.xnor_conv2d(x, w, pad_value=0.5)
     with pytest.raises(ValueError, match=r"3 channels.*5"):
@@ -204,7 +215,7 @@ def test_tensor_core_path_bit_exact(case):
     *_, k, stride, padding, pad_value = case
     expected = numpy_conv(x, w, stride, pads_of(padding, x.shape, k, stride), pad_value)
     kwargs = dict(strides=(stride, stride), padding=padding, pad_value=pad_value)
-    got = xnor.xnor_conv2d(x, w, backend="interpret", algorithm="dot", **kwargs)
+    got = xnor.xnor_conv2d(x, w, backend="interpret", pallas=DOT, **kwargs)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -214,11 +225,11 @@ def test_tensor_core_matmul_bit_exact_with_transform(m, n, k):
     rng = np.random.default_rng(k)
     a, b = rng.choice([-1, 1], size=(m, k)), rng.choice([-1, 1], size=(n, k))
     pa, pb = bitpack.pack(jnp.asarray(a, jnp.float32)), bitpack.pack(jnp.asarray(b, jnp.float32))
-    got = xnor.xnor_matmul(pa, pb, backend="interpret", algorithm="dot")
+    got = xnor.xnor_matmul(pa, pb, backend="interpret", pallas=DOT)
     np.testing.assert_array_equal(got, a @ b.T)
     mult, bias = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
     transform = xnor.OutputTransform(jnp.asarray(mult), jnp.asarray(bias), (-3.0, 5.0))
-    got = xnor.xnor_matmul(pa, pb, transform, backend="interpret", algorithm="dot")
+    got = xnor.xnor_matmul(pa, pb, transform, backend="interpret", pallas=DOT)
     np.testing.assert_allclose(got, np.clip(a @ b.T, -3, 5) * mult + bias, rtol=1e-6, atol=1e-5)
 
 
@@ -230,5 +241,8 @@ def test_algorithm_choice_by_platform_and_rows():
     assert choose("auto", "interpret", 10_000) == "popcount"
     assert choose("dot", "tpu", 1) == "dot"
     with pytest.raises(ValueError, match=r"'mma'.*popcount"):
-        xnor.xnor_matmul(bitpack.pack(jnp.ones((2, 5))), bitpack.pack(jnp.ones((2, 5))),
-                         algorithm="mma")  # fmt: skip
+        xnor.xnor_matmul(
+            bitpack.pack(jnp.ones((2, 5))),
+            bitpack.pack(jnp.ones((2, 5))),
+            pallas=xnor.PallasOptions(algorithm="mma"),
+        )

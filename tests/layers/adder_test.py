@@ -1,5 +1,5 @@
 """AdderNet layer: forward against a direct NumPy loop, both custom gradients against their
-closed forms, spec §6.3 examples, and the adaptive gradient scaling."""
+closed forms, the docs/addernet.md examples, and the adaptive gradient scaling."""
 
 import jax
 import jax.numpy as jnp
@@ -120,7 +120,7 @@ def test_adaptive_gradient_scaling():
     np.testing.assert_allclose(jnp.linalg.norm(scaled["big"]), 38.4, rtol=1e-5)
     np.testing.assert_allclose(jnp.linalg.norm(scaled["small"]), 9.6, rtol=1e-5)
     np.testing.assert_array_equal(scaled["zero"], 0.0)
-    # Spec §6.3.3: the 3×3 example's gradient rescaled with η = 0.2, k = 9.
+    # docs/addernet.md, "Checks": the 3×3 example's gradient rescaled with η = 0.2, k = 9.
     g = jnp.asarray([-1.0, 0, 1, 2, 3, 4, 5, 6, 7]).reshape(3, 3, 1, 1)
     expected = [-0.050529, 0, 0.050529, 0.101058, 0.151587, 0.202116, 0.252646, 0.303175, 0.353704]
     np.testing.assert_allclose(tx.update({"f": g}, None)[0]["f"].ravel(), expected, atol=1e-6)

@@ -1,4 +1,4 @@
-"""Finding a model's quantized layers; SiMaN's projection and weight-decay partition (§6.2.7)."""
+"""Finding a model's quantized layers; SiMaN's projection and decay partition (docs/siman.md)."""
 
 import flax.linen as nn
 import jax

@@ -1,4 +1,4 @@
-"""ReCU: every numerical check of spec §6.1, closed-form gradients, and property tests."""
+"""ReCU: every numerical check of docs/recu.md, closed-form gradients, and property tests."""
 
 import math
 

@@ -52,7 +52,7 @@ def test_approx_sign_gradient_closed_form():
 
 
 def test_approx_sign_surrogate_values():
-    # spec §6.1.6 / §6.5: 2 at 0, 1.5 at ±0.25, 1.0 at ±0.5, 0 for |x| >= 1.
+    # docs/baselines.md, ApproxSign: 2 at 0, 1.5 at ±0.25, 1.0 at ±0.5, 0 for |x| >= 1.
     x = np.array([0.0, 0.25, -0.25, 0.5, -0.5, 1.0, -1.0, 1.5], np.float32)
     np.testing.assert_allclose(
         grad_of(quant.get("approx_sign"), x), [2, 1.5, 1.5, 1, 1, 0, 0, 0], atol=1e-6

@@ -1,4 +1,4 @@
-"""SiMaN: every numerical check of spec §6.2 that concerns the quantizer, closed-form gradients,
+"""SiMaN: every check of docs/siman.md that concerns the quantizer, closed-form gradients,
 and property tests (the layer-level eval freezing and weight-decay checks are in tests/layers)."""
 
 import jax

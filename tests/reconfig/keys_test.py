@@ -1,5 +1,5 @@
 """Key derivation: the simulated SRAM-PUF with its fuzzy extractor, HMAC task seeds, keyed
-permutations and their spec §6.4 properties."""
+permutations and their docs/reconfigurable.md properties."""
 
 import hashlib
 import hmac

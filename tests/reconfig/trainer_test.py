@@ -1,87 +1,49 @@
-"""Round-robin training end to end: the right keys work, wrong keys give chance, and nothing
-written to disk contains key material."""
-
-import importlib.util
-import pathlib
+"""Round-robin training on the common loop: exact resume, the common metrics per task, and the
+settings the reconfigurable trainer refuses."""
 
 import jax
 import numpy as np
 import pytest
 
+from bnnlab import runs
 from bnnlab.reconfig import keys, trainer
+from bnnlab.runs import metrics
 
-ROOT_DIR = pathlib.Path(__file__).parents[2]
-ROOT = bytes(range(32))
-RIGHT = keys.KeyMaterial(b"alice's user key", ROOT)
+import recipes
+
+RIGHT = keys.KeyMaterial(b"alice's user key", bytes(range(32)))
 
 
 def config(**overrides):
-    spec = importlib.util.spec_from_file_location(
-        "rbnn", ROOT_DIR / "experiments" / "rbnn_reactnet.py"
-    )
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
-    c = recipe.get_config("runlocal")
+    c = recipes.config("rbnn_reactnet", "runlocal", **overrides)
     c.model.width = 0.25
-    c.num_epochs = 8
-    c.mesh = (("data", 1),)  # hundreds of tiny steps: faster on one of the 8 fake devices
+    c.mesh = (("data", 1),)  # tiny steps: faster on one of the 8 fake devices
     c.reconfig.demo_keys = False
-    c.update(overrides)
     return c
 
 
-# One worker runs every test of this module: the trained fixture costs a minute per worker.
-pytestmark = pytest.mark.xdist_group("reconfig_trainer")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("rbnn")
-    # Hundreds of steps: worth XLA's optimisations, which conftest turns off for compile speed.
-    jax.config.update("jax_disable_most_optimizations", False)
-    try:
-        result = trainer.train_and_evaluate(config(), workdir, RIGHT)
-    finally:
-        jax.config.update("jax_disable_most_optimizations", True)
-    return workdir, result
-
-
 @pytest.mark.slow
-def test_right_keys_learn_every_task_and_wrong_keys_give_chance(trained):
-    workdir, result = trained
-    run = trainer.load(workdir)
-    wrong_user = keys.KeyMaterial(b"mallory", ROOT)
-    other_device = keys.KeyMaterial(RIGHT.user_key, keys.simulated_device_root_key(99))
-    for task in run.tasks:
-        right = run.evaluate(task.task_id, RIGHT)
-        assert right == pytest.approx(result[f"accuracy/{task.task_id}"], abs=1e-6)
-        assert right > 0.5, (task.task_id, right)
-        for material in (wrong_user, other_device):
-            assert run.evaluate(task.task_id, material) <= 0.10 + 0.05  # chance + 5 points
+def test_resume_is_exact_and_logs_the_common_metrics(tmp_path):
+    """The common loop's features for the reconfigurable trainer: stopped at a step that is
+    not a multiple of the task count and resumed, the run equals an uninterrupted one; the
+    records carry the common step metrics per task."""
+    c = config(total_steps=9, log_every_steps=3, checkpoint_every_steps=99, eval_every_epochs=100)
+    whole = trainer.train_and_evaluate(c, tmp_path / "whole", RIGHT)
+    assert trainer.train_and_evaluate(c, tmp_path / "split", RIGHT, stop_at=4) == {}
+    split = trainer.train_and_evaluate(c, tmp_path / "split", RIGHT)
+    assert split == whole
+    a, b = runs.load(tmp_path / "whole"), runs.load(tmp_path / "split")
+    assert a.step == b.step == 9
+    for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables), strict=True):
+        np.testing.assert_array_equal(x, y)
+    records = [r for r in metrics.read(tmp_path / "split") if r["split"] == "train"]
+    assert [r["step"] for r in records] == [3, 6, 9]
+    for key in ("grad_norm", "param_norm", "progress", "lr", "images_per_sec", "loss/task2"):
+        assert key in records[-1], key
 
 
-def test_nothing_on_disk_contains_key_material(trained, tmp_path):
-    workdir, _ = trained
-    trainer.load(workdir).export(tmp_path / "export")
-    secrets = [RIGHT.user_key, RIGHT.root_key] + [RIGHT.seed(f"task{i}") for i in range(3)]
-    needles = secrets + [s.hex().encode() for s in secrets]
-    files = [
-        f for d in (workdir, tmp_path / "export") for f in pathlib.Path(d).rglob("*") if f.is_file()
-    ]
-    assert any(f.name == "model.npz" for f in files) and any("checkpoints" in str(f) for f in files)
-    for f in files:
-        content = f.read_bytes()
-        for needle in needles:
-            assert needle not in content, f
-
-
-@pytest.mark.slow
-def test_predict_and_errors(trained):
-    workdir, _ = trained
-    run = trainer.load(workdir)
-    images = np.zeros((2, 8, 8, 1), np.float32)
-    assert run.predict(images, "task0", RIGHT).shape == (2, 10)
-    with pytest.raises(ValueError, match="Unknown task id 'task3'"):
-        run.evaluate("task3", RIGHT)
+def test_only_the_reconfigurable_model_and_no_smoothing(tmp_path):
     with pytest.raises(ValueError, match="builds 'rbnn_reactnet'"):
-        trainer.train_and_evaluate(config(model_name="resnet18_cifar"), workdir / "x", RIGHT)
+        trainer.train_and_evaluate(config(model_name="resnet18_cifar"), tmp_path / "a", RIGHT)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        trainer.train_and_evaluate(config(label_smoothing=0.1), tmp_path / "b", RIGHT)

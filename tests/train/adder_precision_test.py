@@ -17,7 +17,7 @@ from flax import traverse_util
 
 from bnnlab import models
 from bnnlab.models import QuantSpec
-from bnnlab.train import steps
+from bnnlab.train import schedule, steps
 
 
 def record_gradients() -> optax.GradientTransformation:
@@ -59,18 +59,15 @@ def test_jitted_adder_step_matches_float64(xla_optimizations):
         batch_stats=batch_stats,
         quant_state={},
         opt_state=tx.init(params),
-        diag={},
+        tracking={},
     )
     train_step = jax.jit(
         functools.partial(
             steps.train_step,
             model=model,
             tx=tx,
-            lr_fn=lambda step: 0.1,
+            schedule=schedule.Schedule(1, 1, "epoch", lambda step: 0.1),
             layers={},
-            steps_per_epoch=1,
-            total_steps=1,
-            schedule_unit="epoch",
         )
     )
     new_state, _ = train_step(state, {"image": jnp.asarray(images), "label": jnp.asarray(labels)})

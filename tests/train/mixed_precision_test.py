@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bnnlab import config_lib, layers, models
-from bnnlab.layers import quantized
+from bnnlab.layers import quantized, sown
 from bnnlab.models import blocks
-from bnnlab.train import loop
+from bnnlab.train import experiment
 
 import recipes
 
@@ -31,15 +31,15 @@ def conv_types(text: str) -> list[tuple[set[str], str]]:
 @pytest.fixture(scope="module")
 def bf16_step():
     config = recipes.config("smoke", compute_dtype="bfloat16", diagnostics_every_steps=0)
-    exp = loop.build(config)
+    exp = experiment.build(config)
     state = exp.init_state()
-    batch = exp.device_batch(exp.loader.batch(0))
+    batch = exp.device_batch(exp.tasks[0].loader.batch(0))
     return exp, state, batch
 
 
 def test_jitted_step_convolves_in_bfloat16(bf16_step):
     exp, state, batch = bf16_step
-    types = conv_types(exp.train_step.lower(state, batch, None).as_text())
+    types = conv_types(exp.train_step.lower(state, batch, None, None).as_text())
     # resnet_tiny: the stem and two binary convs forward; kernel gradients of all three and
     # input gradients of the binary two backward.
     assert len(types) == 8
@@ -48,16 +48,18 @@ def test_jitted_step_convolves_in_bfloat16(bf16_step):
     # and their backward convs run on the cotangent rounded to bf16.
     assert all(ops == {"bf16"} for ops, _ in types), types
     assert sorted(out for _, out in types) == ["bf16"] * 6 + ["f32"] * 2, types
-    f32 = loop.build(recipes.config("smoke", diagnostics_every_steps=0))
+    f32 = experiment.build(recipes.config("smoke", diagnostics_every_steps=0))
     f32_state = f32.init_state()
-    f32_types = conv_types(f32.train_step.lower(f32_state, batch, None).as_text())
+    f32_types = conv_types(f32.train_step.lower(f32_state, batch, None, None).as_text())
     assert len(f32_types) == len(types)
     assert all(ops == {"f32"} and out == "f32" for ops, out in f32_types)
 
 
 def test_state_stays_float32(bf16_step):
     exp, state, batch = bf16_step
-    new_state, metrics = exp.train_step(jax.tree.map(jnp.copy, state), batch, exp.teacher_variables)
+    new_state, metrics = exp.train_step(
+        jax.tree.map(jnp.copy, state), batch, None, exp.teacher_variables
+    )
     for name in ("params", "batch_stats", "opt_state"):
         leaves = jax.tree.leaves(getattr(new_state, name))
         assert leaves and {str(a.dtype) for a in leaves} <= {"float32", "int32"}, name
@@ -90,10 +92,10 @@ def test_quantizer_decisions_are_the_float32_ones(quantizer):
             x,
             train=True,
             progress=0.5,
-            mutable=["batch_stats", "quant_state", "diagnostics"],
+            mutable=["batch_stats", "quant_state", sown.TRACKING],
         )
-        outs[name] = {k: updates[k] for k in ("quant_state", "diagnostics") if k in updates}
-    assert jax.tree.leaves(outs["f32"]["diagnostics"])  # the binary codes were captured
+        outs[name] = {k: updates[k] for k in ("quant_state", sown.TRACKING) if k in updates}
+    assert jax.tree.leaves(outs["f32"][sown.TRACKING])  # the binary codes were captured
     jax.tree.map(np.testing.assert_array_equal, outs["f32"], outs["bf16"])
 
 

@@ -18,7 +18,7 @@ import portpicker
 import pytest
 
 from bnnlab import train
-from bnnlab.train import checkpoint, metrics
+from bnnlab.runs import checkpoint, metrics
 
 import recipes
 

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from bnnlab import layers, quant
 from bnnlab.layers import inventory
 from bnnlab.quant import siman
-from bnnlab.train import steps
+from bnnlab.train import schedule, steps
 
 import reference
 
@@ -91,11 +91,8 @@ def test_code_inside_jitted_train_step(ties, xla_optimizations):
             steps.train_step,
             model=model,
             tx=tx,
-            lr_fn=lambda s: 0.0,
+            schedule=schedule.Schedule(1, 4, "epoch", lambda s: 0.0),
             layers=found,
-            steps_per_epoch=1,
-            total_steps=4,
-            schedule_unit="epoch",
         )
     )
     mesh = Mesh(np.array(jax.devices()[:8]), ("data",))
@@ -109,7 +106,7 @@ def test_code_inside_jitted_train_step(ties, xla_optimizations):
             batch_stats={},
             quant_state=quant_state,
             opt_state=tx.init(params),
-            diag=empty_tracking(params, found),
+            tracking=empty_tracking(params, found),
         )
         new, _ = step(state, batch)
         # Sharded over 8 devices once (one more compile): the same code on every shard.
@@ -121,7 +118,7 @@ def test_code_inside_jitted_train_step(ties, xla_optimizations):
             n = stored.size // stored.shape[-1]
             columns = reference.per_filter(stored)
             # The convolution used this very code, and the sharded step computed the same.
-            np.testing.assert_array_equal(new.diag[path]["positive"], stored > 0)
+            np.testing.assert_array_equal(new.tracking[path]["positive"], stored > 0)
             np.testing.assert_array_equal(codes_of(new_sharded, path), stored)
             w_hat = reference.standardize(
                 reference.per_filter(np.asarray(params[f"{path}/kernel"], np.float64)), 1e-5

@@ -1,7 +1,7 @@
 """The recipes' jitted training steps against NumPy: what each step does to the weights.
 
 Resume and export tests compare bnnlab with itself, so a step that forgot SiMaN's projection or
-stored a stale code would still pass them. Here each recipe's real step (``loop.build`` of the
+stored a stale code would still pass them. Here each recipe's real step (``experiment.build`` of the
 recipe's ``:runlocal`` config, one block per stage, tiny width) runs from a known state, and the
 new weights must equal a NumPy computation of the released code's update:
 
@@ -25,7 +25,7 @@ import optax
 import pytest
 from flax import traverse_util
 
-from bnnlab.train import loop
+from bnnlab.train import experiment
 
 import recipes
 import reference
@@ -65,8 +65,8 @@ class Step:
 
     def __init__(self, config):
         self.config = config
-        self.exp = loop.build(config)
-        self.batch = self.exp.loader.batch(0)
+        self.exp = experiment.build(config)
+        self.batch = self.exp.tasks[0].loader.batch(0)
         model, labels = self.exp.model, jnp.asarray(self.batch["label"])
 
         def loss(params, batch_stats, quant_state, progress):
@@ -84,7 +84,7 @@ class Step:
     def run(self, state):
         """(state before as NumPy, state after, metrics) of one step from ``state``."""
         before = jax.tree.map(np.asarray, state)  # the step donates its input
-        after, metrics = self.exp.train_step(state, self.exp.device_batch(self.batch), None)
+        after, metrics = self.exp.train_step(state, self.exp.device_batch(self.batch), None, None)
         return before, after, jax.device_get(metrics)
 
     def gradient(self, state, params, progress):

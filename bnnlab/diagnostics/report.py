@@ -1,13 +1,13 @@
-"""Inspect a training workdir: per-layer weight statistics of a checkpoint, and plots.
+"""A report on a training workdir: per-layer weight statistics of a checkpoint, and plots.
 
-    python -m bnnlab.inspect --workdir=DIR [--step=N] [--out=DIR]
+    python -m bnnlab.diagnostics --workdir=DIR [--step=N] [--out=DIR]
 
 Prints a table per binary layer (bit entropy, latent-weight entropy, Laplace-vs-Gaussian fit,
-quantization error, ReCU dead fraction, flips since the previous checkpoint) and writes
-``weights.png`` (latent-weight histograms with each quantizer's thresholds, one panel per binary
-layer), ``diagnostics.png`` (entropy, flip ratio, dead fraction over training, from the metrics
-file), ``curves.png`` (loss and accuracy) and ``layers.json`` into ``--out``
-(default ``DIR/inspect``).
+quantization error, the quantizer's own statistics such as ReCU's dead fraction, flips since
+the previous checkpoint) and writes ``weights.png`` (latent-weight histograms with each
+quantizer's thresholds, one panel per binary layer), ``diagnostics.png`` (entropy, flip ratio,
+dead fraction over training, from the metrics file), ``curves.png`` (loss and accuracy) and
+``layers.json`` into ``--out`` (default ``DIR/inspect``).
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from __future__ import annotations
 import json
 import pathlib
 
-import jax
 import jax.numpy as jnp
-from absl import app, flags
 from flax import traverse_util
 
+from bnnlab import runs
 from bnnlab.diagnostics import plots, stats, tracking
 from bnnlab.layers import inventory
-from bnnlab.train import checkpoint, metrics
-from bnnlab.train import workdir as workdir_lib
+from bnnlab.runs import metrics
 
 
 def progress_at(records, step: int):
@@ -82,28 +80,26 @@ def format_table(table: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def inspect(workdir, step: int | None = None, out=None) -> dict:
+def inspect_run(workdir, step: int | None = None, out=None) -> dict:
     """Writes the table and plots for a checkpoint of ``workdir``; returns the table."""
     workdir = pathlib.Path(workdir)
     out = pathlib.Path(out) if out else workdir / "inspect"
     out.mkdir(parents=True, exist_ok=True)
-    model, variables, config, step = workdir_lib.load(workdir, step)
-    example = jnp.zeros((2, *workdir_lib.input_shape(config)), jnp.float32)
-    layers = inventory.find(model, example, train=True)
+    run = runs.load(workdir, step)
+    step, params = run.step, run.variables["params"]
+    layers = inventory.find(run.model, jnp.zeros((2, *run.input_shape)), train=True)
     records = metrics.read(workdir)
     progress = progress_at(records, step)
-    ckpts = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints)
-    earlier = [s for s in ckpts.steps() if s < step]
-    previous = ckpts.restore_raw(earlier[-1])[0]["params"] if earlier else None
-    ckpts.close()
-    table = layer_table(variables["params"], layers, progress, previous)
+    earlier = [s for s in run.steps if s < step]
+    previous = run.restore(earlier[-1])["params"] if earlier else None
+    table = layer_table(params, layers, progress, previous)
     print(
         f"{workdir} at step {step} (progress {progress}); flips against step "
         f"{earlier[-1] if earlier else '-'}"
     )
     print(format_table(table))
     (out / "layers.json").write_text(json.dumps({"step": step, "layers": table}, indent=2))
-    flat = traverse_util.flatten_dict(variables["params"], sep="/")
+    flat = traverse_util.flatten_dict(params, sep="/")
     binary = tracking.binary_layers(layers)
     written = []
     if binary:
@@ -112,7 +108,7 @@ def inspect(workdir, step: int | None = None, out=None) -> dict:
             binary,
             out / "weights.png",
             progress,
-            title=f"{config.model_name}: latent weights at step {step}",
+            title=f"{run.config.model_name}: latent weights at step {step}",
         )
         written.append(out / "weights.png")
     if any(r["split"] == "diagnostics" for r in records):
@@ -122,17 +118,3 @@ def inspect(workdir, step: int | None = None, out=None) -> dict:
     for path in written:
         print(f"wrote {path}")
     return table
-
-
-def main(argv):
-    del argv  # Unused.
-    jax.config.update("jax_platforms", "cpu")  # inspecting needs no accelerator
-    inspect(flags.FLAGS.workdir, flags.FLAGS.step, flags.FLAGS.out)
-
-
-if __name__ == "__main__":
-    # Defined here, not at import, so the module can be imported beside bnnlab.main.
-    flags.DEFINE_string("workdir", None, "Training workdir to inspect.", required=True)
-    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
-    flags.DEFINE_string("out", None, "Output directory (default: <workdir>/inspect).")
-    app.run(main)

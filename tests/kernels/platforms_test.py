@@ -1,6 +1,7 @@
-"""Every public kernel op lowers for GPU (Pallas Triton) and TPU (Mosaic) from this CPU host, on
-the kernel suite's shapes, with ``backend="pallas"`` and ``"auto"``; "auto" lowers for the CPU
-to the native custom call; a multi-platform export carries each platform's kernel. Lowering
+"""``kernels.platforms``: every public kernel op lowers for GPU (Pallas Triton) and TPU (Mosaic)
+from this CPU host, on the kernel suite's shapes, with ``backend="pallas"`` and ``"auto"``;
+"auto" lowers for the CPU to the native custom call; a multi-platform export carries each
+platform's kernel; the per-platform primitive under vmap and eagerly; the helpers. Lowering
 runs Pallas's GPU/TPU compilers up to the custom call, so a change that breaks either fails
 here, without the hardware."""
 
@@ -60,7 +61,8 @@ def test_matmul_lowers(m, n, k, algorithm, backend, platform):
     rng = np.random.default_rng(k)
     a = bitpack.pack(jnp.asarray(rng.normal(size=(m, k)), jnp.float32))
     b = bitpack.pack(jnp.asarray(rng.normal(size=(n, k)), jnp.float32))
-    fn = lambda a, b: xnor.xnor_matmul(a, b, backend=backend, algorithm=algorithm)  # noqa: E731
+    pallas = xnor.PallasOptions(algorithm=algorithm)
+    fn = lambda a, b: xnor.xnor_matmul(a, b, backend=backend, pallas=pallas)  # noqa: E731
     assert KERNEL_CALL[platform] in lower(fn, a, b, platforms_=(platform,))
 
 
@@ -84,7 +86,7 @@ def test_fused_transform_and_packed_output_lower(pad_value, algorithm, platform)
             pad_value=pad_value,
             packed_output=True,
             backend="pallas",
-            algorithm=algorithm,
+            pallas=xnor.PallasOptions(algorithm=algorithm),
         )
 
     assert KERNEL_CALL[platform] in lower(conv, x, w, transform, platforms_=(platform,))
@@ -183,3 +185,17 @@ def test_per_platform_under_vmap_and_eagerly():
     np.testing.assert_array_equal(batched, expected)
     with pytest.raises(ValueError, match="Unknown platforms"):
         platforms.per_platform((a.words,), {"metal": lambda x: x}, lambda x: x)
+
+
+def test_helpers():
+    from jax.experimental.pallas import tpu as pl_tpu
+    from jax.experimental.pallas import triton as pl_triton
+
+    if jax.default_backend() == "cpu":
+        assert platforms.host_platform() == "cpu"
+    for gpu in platforms.GPU_PLATFORMS:  # the Triton backend, chosen here and nowhere else
+        assert isinstance(platforms.compiler_params(gpu, num_warps=4), pl_triton.CompilerParams)
+    assert isinstance(platforms.compiler_params("tpu"), pl_tpu.CompilerParams)
+    with pytest.raises(ValueError, match=r"platform 'cpu'.*'cuda'"):
+        platforms.compiler_params("cpu")
+    assert len(platforms.export_safety_checks()) == len(platforms.UNGUARANTEED_CALLS)

@@ -21,6 +21,9 @@ import jax
 import orbax.checkpoint as ocp
 
 ITEMS = ("default", "data")  # the train state, the input pipeline's state
+# Train-state fields renamed since checkpoints were first written (new name → old name), so
+# older checkpoints still restore.
+RENAMED = {"tracking": "diag"}
 
 
 class Checkpoints:
@@ -73,12 +76,16 @@ class Checkpoints:
         # Onto this process's first device, whatever the topology that saved it (a multi-host
         # run's checkpoint read by inspect or export on a laptop).
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        metadata = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "default")
         target = jax.tree.map(
             lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-            metadata.item_metadata.tree,
+            self._saved_tree(step),
         )
         return self._restore(step, ocp.args.StandardRestore(target)), step
+
+    def _saved_tree(self, step: int):
+        """Shapes and dtypes of the train state saved at ``step``, as nested dicts."""
+        metadata = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "default")
+        return metadata.item_metadata.tree
 
     def _restore(self, step: int, args):
         return self._manager.restore(step, args=ocp.args.Composite(default=args))["default"]
@@ -90,7 +97,15 @@ class Checkpoints:
         """
         for step in reversed(self.steps()):
             try:
-                state = self._restore(step, ocp.args.StandardRestore(abstract_state))
+                saved = set(self._saved_tree(step))
+                renamed = {
+                    new: old for new, old in RENAMED.items() if old in saved and new not in saved
+                }
+                target = {renamed.get(k, k): v for k, v in abstract_state.items()}
+                state = self._restore(step, ocp.args.StandardRestore(target))
+                state = {
+                    new: state.pop(old) for new, old in renamed.items() if old in state
+                } | state
                 logging.info("Resumed from checkpoint at step %d in %s", step, self.directory)
                 return state, step
             except Exception as e:  # orbax raises many types for unreadable data

@@ -1,0 +1,87 @@
+"""The command line: default workdirs, config errors before any compute, and a SIGKILLed run
+that the same command resumes."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import pytest
+
+from bnnlab import main as main_lib
+from bnnlab.runs import checkpoint, metrics
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def test_default_workdir():
+    assert main_lib.default_workdir("experiments/simaN_r18.py:runlocal") == (
+        "workdirs/simaN_r18_runlocal"
+    )
+    assert main_lib.default_workdir("/a/b/recu_r18.py") == "workdirs/recu_r18"
+    assert main_lib.default_workdir("x.py:imagenet,r34") == "workdirs/x_imagenet_r34"
+
+
+def test_cli_rejects_a_mistyped_override_before_any_compute(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bnnlab.main",
+            f"--config={ROOT / 'experiments' / 'smoke.py'}",
+            f"--workdir={tmp_path}",
+            "--config.lrr=0.1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "lrr" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_then_same_command_resumes(tmp_path):
+    workdir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "bnnlab.main",
+        f"--config={ROOT / 'experiments' / 'smoke.py'}",
+        f"--workdir={workdir}",
+        "--config.total_steps=400",
+        "--config.checkpoint_every_steps=8",
+    ]
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "",
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+        "JAX_COMPILATION_CACHE_DIR": jax.config.jax_compilation_cache_dir or "",
+    }
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (workdir / "checkpoints" / "16").exists():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = checkpoint.Checkpoints(workdir, 3).steps()
+    assert killed_at and killed_at[-1] < 400
+    finished = subprocess.run(
+        command[:-2] + ["--config.total_steps=48", "--config.checkpoint_every_steps=8"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "final eval: accuracy" in finished.stdout
+    train_steps = [r["step"] for r in metrics.read(workdir) if r["split"] == "train"]
+    assert train_steps == sorted(set(train_steps))  # nothing logged twice
+    assert checkpoint.Checkpoints(workdir, 3).steps()[-1] == 48

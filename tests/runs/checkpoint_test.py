@@ -1,0 +1,47 @@
+"""Checkpoints: restore the newest, step-named states, and checkpoints from older versions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bnnlab.runs import checkpoint
+
+
+def state(value: float, tracking_key: str = "tracking") -> dict:
+    return {
+        "step": jnp.int32(value),
+        "params": {"w": jnp.full((3,), value)},
+        tracking_key: {"layer": {"flips": jnp.float32(value / 2)}},
+    }
+
+
+def abstract(tree):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+
+
+def test_newest_checkpoint_and_data_state(tmp_path):
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
+    for step in (1, 2, 3):
+        ckpts.save(step, state(step), data={"step": step})
+    ckpts.close()
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
+    assert ckpts.steps() == [2, 3]  # keep=2
+    restored, step = ckpts.restore_latest(abstract(state(0)))
+    assert step == 3 and ckpts.data_state(3) == {"step": 3}
+    np.testing.assert_array_equal(restored["params"]["w"], [3.0, 3.0, 3.0])
+    raw, step = ckpts.restore_raw(2)
+    assert step == 2 and float(raw["tracking"]["layer"]["flips"]) == 1.0
+    ckpts.close()
+
+
+def test_a_checkpoint_with_the_old_field_name_restores(tmp_path):
+    """Train states saved before the flip-tracking field was renamed ("diag")."""
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
+    ckpts.save(5, state(5, tracking_key="diag"))
+    ckpts.close()
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
+    restored, step = ckpts.restore_latest(abstract(state(0)))
+    ckpts.close()
+    assert step == 5 and set(restored) == {"step", "params", "tracking"}
+    assert float(restored["tracking"]["layer"]["flips"]) == 2.5
+    assert not (tmp_path / "checkpoints_corrupt").exists()
