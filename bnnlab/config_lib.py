@@ -216,7 +216,7 @@ def runlocal(c: mlc.ConfigDict, *, epochs: int = 30, width: float | None = None)
     c.data_workers = 0  # 8×8 digits: worker processes would cost more than they save
     if width is not None:
         c.model.width = width
-    from bnnlab import models  # here: loading a recipe needs no JAX otherwise
+    from bnnlab import models  # on use: config_lib itself imports no JAX
 
     if models.has_imagenet_stem(c.model_name, **c.model.to_dict()):
         c.image_size = 32

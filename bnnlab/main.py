@@ -71,7 +71,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = _CONFIG.value
-    # Imported here so flag errors are reported without paying for JAX start-up.
+    # Imported here so flag errors do not wait for JAX (a :runlocal recipe loads the zoo, JAX too).
     import jax
 
     from bnnlab import train
@@ -104,7 +104,7 @@ def main(argv):
         + (f" ({result['examples']} examples)" if "examples" in result else "")
     )
     for name, value in sorted(result.items()):
-        if "/" in name:  # per task
+        if name.startswith(("accuracy/", "loss/")):  # per task
             print(f"final eval {name}: {value:.4f}")
 
 

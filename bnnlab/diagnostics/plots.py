@@ -1,5 +1,5 @@
-"""PNG plots for ``bnnlab.inspect``: latent-weight histograms with each quantizer's thresholds,
-diagnostics over training, and loss/accuracy curves."""
+"""PNG plots for ``bnnlab.diagnostics.report``: latent-weight histograms with each
+quantizer's thresholds, diagnostics over training, and loss/accuracy curves."""
 
 from __future__ import annotations
 

@@ -22,7 +22,6 @@ from bnnlab import runs
 from bnnlab.export import archive
 from bnnlab.reconfig import keys as keys_lib
 from bnnlab.reconfig import tasks as tasks_lib
-from bnnlab.reconfig import trainer
 from bnnlab.train import steps
 
 
@@ -59,18 +58,19 @@ class Run:
         return jax.jit(functools.partial(steps.eval_step, model=self.model))
 
     def task_variables(self, task_id: str, key_material: keys_lib.KeyMaterial) -> dict:
+        """The ``task`` collection that selects ``task_id`` under the keys."""
         task = tasks_lib.lookup(self.tasks, task_id)
-        return trainer.task_collections(self._template, [task], key_material)[0]
+        return tasks_lib.task_collections(self._template, [task], key_material)[0]["task"]
 
     def predict(self, images, task_id: str, key_material: keys_lib.KeyMaterial):
         """Logits of ``task_id`` (its first C_t classes are meaningful) under the keys."""
-        variables = {**self.variables, **self.task_variables(task_id, key_material)}
+        variables = {**self.variables, "task": self.task_variables(task_id, key_material)}
         return self.model.apply(variables, images, train=False)
 
     def evaluate(self, task_id: str, key_material: keys_lib.KeyMaterial) -> float:
         """Test accuracy of ``task_id`` under the keys."""
         task = tasks_lib.lookup(self.tasks, task_id)
-        collections = self.task_variables(task_id, key_material)
+        collections = {"task": self.task_variables(task_id, key_material)}
         state = steps.TrainState(
             step=jnp.zeros((), jnp.int32),
             params=self.variables["params"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
@@ -170,3 +171,10 @@ def task_variables(template, task: Task, seed: bytes) -> dict:
         else:
             raise ValueError(f"Unexpected entry {k!r} in the task collection.")
     return traverse_util.unflatten_dict(out, sep="/")
+
+
+def task_collections(template, tasks, key_material: keys.KeyMaterial) -> list[dict]:
+    """Per task, the extra variables that select it under the keys (``template``: the model's
+    ``task`` collection, shapes only)."""
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), template)
+    return [{"task": task_variables(zeros, t, key_material.seed(t.task_id))} for t in tasks]

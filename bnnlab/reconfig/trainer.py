@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 
 import jax
-import jax.numpy as jnp
 from flax import traverse_util
 
 from bnnlab import config_lib, runs
@@ -42,15 +41,6 @@ def storage(params, num_tasks: int) -> dict[str, float]:
         "total_bytes": shared_bytes + 4 * per_task * num_tasks,
         "separate_models_bytes": num_tasks * one_task,
     }
-
-
-def task_collections(template, tasks, key_material: keys_lib.KeyMaterial) -> list[dict]:
-    """Per task, the extra variables that select it under the keys (``template``: the model's
-    ``task`` collection, shapes only)."""
-    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), template)
-    return [
-        {"task": tasks_lib.task_variables(zeros, t, key_material.seed(t.task_id))} for t in tasks
-    ]
 
 
 def _check(config) -> None:
@@ -86,7 +76,9 @@ def build(config, key_material: keys_lib.KeyMaterial, devices=None) -> experimen
         parts,
         steps_per_epoch=len(tasks) * min(loader.steps_per_epoch for loader in loaders),
         describe=_describe,
-        collections=lambda variables: task_collections(variables["task"], tasks, key_material),
+        collections=lambda variables: tasks_lib.task_collections(
+            variables["task"], tasks, key_material
+        ),
         loss_fn=steps.integer_cross_entropy,  # logits of other tasks' classes are masked
     )
 

@@ -4,7 +4,9 @@ the reconfigurable model's evaluation, distillation and warm starts).
 
 A workdir holds ``config.json`` (the run's config), ``checkpoints/`` (``runs.checkpoint``) and
 ``metrics.jsonl`` (``runs.metrics``). This package sits below ``bnnlab.train`` and
-``bnnlab.export``: it knows how a run is stored, not how it is trained.
+``bnnlab.export``: it knows how a run is stored, not how it is trained. The one model it
+builds from outside the zoo is the reconfigurable one, from ``bnnlab.reconfig.model`` and
+``.tasks``, imported on use (they import nothing of training).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ RECONFIG = "rbnn_reactnet"  # the reconfigurable model (``config.trainer = "reco
 def model_ref(config, num_classes: int | None = None) -> dict:
     """The JSON-able description of the model a config names: ``models.from_ref``'s, or for
     the reconfigurable model ``{"name": "rbnn_reactnet", "num_tasks", "max_classes", "kwargs"}``."""
-    if config.get("trainer", "standard") == "reconfig":
+    if config.get("trainer", "supervised") == "reconfig":
         from bnnlab.reconfig import tasks as tasks_lib
 
         tasks = tasks_lib.parse(config.reconfig.tasks)
@@ -84,7 +86,7 @@ def input_shape(config) -> tuple[int, int, int]:
     """Shape of one preprocessed image for a config (a reconfigurable model's tasks share one:
     the first task's size, the widest task's channels)."""
     names = [config.dataset]
-    if config.get("trainer", "standard") == "reconfig":
+    if config.get("trainer", "supervised") == "reconfig":
         names = [spec.partition(":")[0] for spec in config.reconfig.tasks]
     h, w, _ = data.info(names[0]).image_shape
     if config.image_size:

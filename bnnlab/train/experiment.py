@@ -2,9 +2,11 @@
 model, optimizer, schedule and the jitted, sharded steps.
 
 ``build`` makes the standard (one-task) experiment; ``assemble`` is the part every trainer
-shares, so the reconfigurable BNN (``bnnlab.reconfig.trainer``) gets the same steps, SiMaN
-projection, schedules, diagnostics and resume by supplying only its tasks: per task a data
-loader and the variable collections that select it. Step s trains task s mod M.
+shares, so the reconfigurable BNN (``bnnlab.reconfig.trainer``) gets the same steps, metrics,
+schedules, NaN stop and exact resume by supplying only its tasks: per task a data loader and
+the variable collections that select it. Step s trains task s mod M. Quantizer projections,
+decay opt-outs and diagnostics follow the layers ``inventory.scan`` finds (QuantConv and
+QuantDense; not the reconfigurable model's keyed layers).
 """
 
 from __future__ import annotations

@@ -3,8 +3,12 @@
 ``run(experiment, workdir)`` is the loop every trainer uses (the reconfigurable BNN's too):
 restore the newest checkpoint if the workdir has one, then train with one jitted, sharded,
 donated step per batch, logging, evaluating, collecting diagnostics and checkpointing on fixed
-step boundaries (so an interrupted and resumed run logs and saves exactly what an
-uninterrupted one would), and stop on a non-finite loss naming the last good checkpoint.
+step boundaries (so a run resumed from a periodic checkpoint logs and saves exactly what an
+uninterrupted one would; after ``stop_at`` between two log steps, the next record averages the
+shorter window), and stop on a non-finite loss naming the last good checkpoint.
+
+With several tasks, each task's loader has its own input pipeline: ``config.data_workers``
+worker processes per task.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ def evaluate(exp: experiment_lib.Experiment, state) -> dict:
             "examples": int(totals["count"]),
         }
         out.update(_suffixed(result, task))
-    if len(exp.tasks) > 1:
+    if len(exp.tasks) > 1 or exp.tasks[0].name:  # named tasks: their mean under the plain keys
         for k in EVAL_KEYS:
             out[k] = float(np.mean([out[f"{k}/{t.name}"] for t in exp.tasks]))
     return out

@@ -30,7 +30,11 @@ def test_runlocal_run_exports_with_equal_predictions(tmp_path):
 def test_export_workdir_equals_export_run(tmp_path):
     train.train_and_evaluate(recipe("smoke", None), tmp_path / "run")
     export.export_workdir(tmp_path / "run", tmp_path / "a.npz")
-    export.export_run(runs.load(tmp_path / "run"), tmp_path / "b.npz")
+    run = runs.load(tmp_path / "run")
+    export.export_run(run, tmp_path / "b.npz")
+    by_workdir = check.against_workdir(export.load(tmp_path / "a.npz"), tmp_path / "run")
+    by_run = check.against_run(export.load(tmp_path / "b.npz"), run)
+    assert (by_workdir.same_prediction, by_workdir.examples) == (by_run.examples,) * 2
     a, b = archive.load(tmp_path / "a.npz"), archive.load(tmp_path / "b.npz")
     assert a[0] == b[0]
     for x, y in zip(jax.tree.leaves(a[1:]), jax.tree.leaves(b[1:]), strict=True):

@@ -47,3 +47,12 @@ def test_only_the_reconfigurable_model_and_no_smoothing(tmp_path):
         trainer.train_and_evaluate(config(model_name="resnet18_cifar"), tmp_path / "a", RIGHT)
     with pytest.raises(ValueError, match="label_smoothing"):
         trainer.train_and_evaluate(config(label_smoothing=0.1), tmp_path / "b", RIGHT)
+
+
+@pytest.mark.slow
+def test_one_task_run_reports_its_accuracy_under_the_plain_keys_too(tmp_path):
+    c = recipes.config("rbnn_reactnet", "runlocal,single=1", total_steps=2, log_every_steps=1)
+    c.model.width, c.mesh, c.reconfig.demo_keys = 0.25, (("data", 1),), False
+    result = trainer.train_and_evaluate(c, tmp_path, RIGHT)
+    assert result["accuracy"] == result["accuracy/task0"]
+    assert result["loss"] == result["loss/task0"]

@@ -45,3 +45,17 @@ def test_a_checkpoint_with_the_old_field_name_restores(tmp_path):
     assert step == 5 and set(restored) == {"step", "params", "tracking"}
     assert float(restored["tracking"]["layer"]["flips"]) == 2.5
     assert not (tmp_path / "checkpoints_corrupt").exists()
+
+
+def test_an_old_checkpoint_without_flip_tracking_restores(tmp_path):
+    """``diag`` was ``{}`` whenever diagnostics were off (every reconfigurable run)."""
+    old = {"step": jnp.int32(3), "params": {"w": jnp.ones(2)}, "diag": {}}
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
+    ckpts.save(3, old)
+    ckpts.close()
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=2)
+    target = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": abstract(old["params"])}
+    restored, step = ckpts.restore_latest({**target, "tracking": {}})
+    ckpts.close()
+    assert step == 3 and restored["tracking"] == {}
+    np.testing.assert_array_equal(restored["params"]["w"], [1.0, 1.0])
