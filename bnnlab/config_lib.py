@@ -12,6 +12,8 @@ import difflib
 import ml_collections as mlc
 from ml_collections import config_dict
 
+from bnnlab import config_ranges
+
 OPTIMIZERS = ("sgd", "adam")
 TRAINERS = ("supervised", "reconfig")
 SCHEDULES = ("cosine", "linear", "constant", "piecewise")
@@ -102,6 +104,10 @@ def base() -> mlc.ConfigDict:
     c.eval_every_epochs = 10
     c.checkpoint_every_steps = 1000  # a multiple of log_every_steps
     c.keep_checkpoints = 3
+    # Resuming with a config that differs from the workdir's config.json (other than in how
+    # the run is executed or logged) is refused; True continues with the change, recorded in
+    # config_changes.jsonl (bnnlab.runs.identity).
+    c.resume_override = False
     c.progress_bar = True  # tqdm on an interactive terminal, log lines otherwise
     # Weight diagnostics (bit entropy, flip ratio, dead weights, quantization error, activation
     # sign balance) logged as "diagnostics" records every N steps; 0 turns them off, including
@@ -259,25 +265,14 @@ def validate(c: mlc.ConfigDict) -> None:
         raise ValueError("config.trainer = 'reconfig' needs config.reconfig.tasks.")
     _check_choice("schedule", c.schedule, SCHEDULES)
     _check_choice("schedule_unit", c.schedule_unit, SCHEDULE_UNITS)
-    if c.data_workers < -1:
-        raise ValueError(
-            f"config.data_workers must be -1 (one per CPU core but one) or >= 0, got "
-            f"{c.data_workers}."
-        )
-    if c.log_every_steps < 1:
-        raise ValueError(f"config.log_every_steps must be >= 1, got {c.log_every_steps}.")
+    config_ranges.check_ranges(c)
+    _check_choice("quant.pad_value", c.quant.pad_value, (0.0, 1.0))
+    _check_model_keys(c)
     if c.checkpoint_every_steps % c.log_every_steps:
         raise ValueError(
             f"config.checkpoint_every_steps ({c.checkpoint_every_steps}) must be a multiple of "
             f"config.log_every_steps ({c.log_every_steps}), so a resumed run logs the same "
             "metrics as an uninterrupted one."
-        )
-    if c.lr_epoch_offset < 0:
-        raise ValueError(f"config.lr_epoch_offset must be >= 0, got {c.lr_epoch_offset}.")
-    if not (c.lr_schedule_epochs == -1 or c.lr_schedule_epochs > 0):
-        raise ValueError(
-            f"config.lr_schedule_epochs must be -1 (= num_epochs) or > 0, got "
-            f"{c.lr_schedule_epochs}."
         )
     if c.schedule == "piecewise" and len(c.lr_values) != len(c.lr_boundaries) + 1:
         raise ValueError(
@@ -289,3 +284,14 @@ def validate(c: mlc.ConfigDict) -> None:
             raise ValueError(f"Unknown mesh axis {axis!r}; use 'data', 'fsdp' or 'model'.")
         if not (size == -1 or size >= 1):
             raise ValueError(f"Mesh axis {axis!r} has size {size}; use -1 or a positive size.")
+
+
+def _check_model_keys(c: mlc.ConfigDict) -> None:
+    """``config.model`` keys the zoo model does not have, named with suggestions."""
+    from bnnlab import models  # on use: config_lib itself imports no JAX
+
+    if c.trainer != "supervised" or c.model_name not in models.available():
+        return  # an unknown name is reported when the model is built, with the valid ones
+    bad = config_ranges.unknown_model_keys(c, models.architecture_fields(c.model_name))
+    if bad:
+        raise ValueError(f"Unknown config key(s) for model {c.model_name!r}: {', '.join(bad)}.")

@@ -74,7 +74,12 @@ def test_sigkill_then_same_command_resumes(tmp_path):
     killed_at = checkpoint.Checkpoints(workdir, 3).steps()
     assert killed_at and killed_at[-1] < 400
     finished = subprocess.run(
-        command[:-2] + ["--config.total_steps=48", "--config.checkpoint_every_steps=8"],
+        command[:-2]
+        + [
+            "--config.total_steps=48",
+            "--config.checkpoint_every_steps=8",
+            "--config.resume_override=True",  # a shorter run than the killed one
+        ],
         env=env,
         capture_output=True,
         text=True,

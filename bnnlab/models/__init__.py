@@ -8,6 +8,7 @@ always full precision.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from bnnlab import registry
@@ -138,6 +139,14 @@ def available() -> list[str]:
     return REGISTRY.available()
 
 
+def architecture_fields(name: str) -> set[str]:
+    """The architecture options ``config.model`` may set for zoo model ``name`` (the fields of
+    its constructor; ``num_classes``, ``quant`` and ``dtype`` come from elsewhere)."""
+    constructor, _ = _MODELS[name]
+    fields = {f.name for f in dataclasses.fields(constructor)}
+    return fields - {"parent", "name", "num_classes", "quant"}
+
+
 def has_imagenet_stem(name: str, **overrides) -> bool:
     """Whether zoo model ``name`` (with architecture ``overrides``) starts with the ImageNet
     stem (7×7/2 conv and max-pool), which needs inputs of at least 32×32; False for names
@@ -146,4 +155,13 @@ def has_imagenet_stem(name: str, **overrides) -> bool:
     return bool({**defaults, **overrides}.get("imagenet", False))
 
 
-__all__ = ["FLOAT", "QuantSpec", "available", "blocks", "from_ref", "get", "has_imagenet_stem"]
+__all__ = [
+    "FLOAT",
+    "QuantSpec",
+    "architecture_fields",
+    "available",
+    "blocks",
+    "from_ref",
+    "get",
+    "has_imagenet_stem",
+]

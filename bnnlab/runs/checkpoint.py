@@ -12,6 +12,7 @@ state (item ``data``, JSON).
 
 from __future__ import annotations
 
+import errno
 import logging
 import pathlib
 import shutil
@@ -94,32 +95,74 @@ class Checkpoints:
         """(state, step) from the newest restorable checkpoint, or (None, 0) if there is none.
 
         ``abstract_state`` gives shapes, dtypes and shardings (``jax.ShapeDtypeStruct`` leaves).
+        A checkpoint that cannot be read *now* (permissions, I/O errors) raises
+        ``CheckpointUnreadable`` and is left in place; a corrupt one is moved aside and the
+        previous one tried; when every checkpoint was corrupt, ``NoRestorableCheckpoint`` lists
+        them instead of letting the run start again from step 0.
         """
+        tried = []
         for step in reversed(self.steps()):
             try:
-                saved = set(self._saved_tree(step))
-                renamed = {
-                    new: old for new, old in RENAMED.items() if old in saved and new not in saved
-                }
-                target = {renamed.get(k, k): v for k, v in abstract_state.items()}
-                state = self._restore(step, ocp.args.StandardRestore(target))
-                state = {
-                    new: state.pop(old) for new, old in renamed.items() if old in state
-                } | state
+                state = self._restore_renamed(step, abstract_state)
                 logging.info("Resumed from checkpoint at step %d in %s", step, self.directory)
                 return state, step
             except Exception as e:  # orbax raises many types for unreadable data
-                target = self.corrupt_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-                logging.warning(
-                    "Checkpoint at step %d could not be restored (%s: %s); moving it to %s and "
-                    "trying the previous one.",
-                    step,
-                    type(e).__name__,
-                    e,
-                    target,
-                )
-                self._manager.close()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(self.directory / str(step)), str(target))
-                self._manager = self._open()
+                if _cannot_read_now(e):
+                    raise CheckpointUnreadable(
+                        f"Checkpoint at step {step} in {self.directory} cannot be read now "
+                        f"({type(e).__name__}: {e}); it is left in place. Fix the access and "
+                        "run again."
+                    ) from e
+                tried.append(f"step {step} ({type(e).__name__}: {str(e)[:200]})")
+                self._move_aside(step, e)
+        if tried:
+            raise NoRestorableCheckpoint(
+                f"No checkpoint in {self.directory} could be restored; tried "
+                f"{'; '.join(tried)}. They were moved to {self.corrupt_dir}. Not starting "
+                "again from step 0 over them: use another workdir, or move the workdir's "
+                "checkpoints_corrupt/ and metrics away to start afresh here."
+            )
         return None, 0
+
+    def _restore_renamed(self, step: int, abstract_state):
+        saved = set(self._saved_tree(step))
+        renamed = {new: old for new, old in RENAMED.items() if old in saved and new not in saved}
+        target = {renamed.get(k, k): v for k, v in abstract_state.items()}
+        state = self._restore(step, ocp.args.StandardRestore(target))
+        return {new: state.pop(old) for new, old in renamed.items() if old in state} | state
+
+    def _move_aside(self, step: int, error: Exception) -> None:
+        target = self.corrupt_dir / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        logging.warning(
+            "Checkpoint at step %d could not be restored (%s: %s); moving it to %s and trying "
+            "the previous one.",
+            step,
+            type(error).__name__,
+            error,
+            target,
+        )
+        self._manager.close()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self.directory / str(step)), str(target))
+        self._manager = self._open()
+
+
+class CheckpointUnreadable(OSError):
+    """A checkpoint exists but cannot be read now (permissions, I/O)."""
+
+
+class NoRestorableCheckpoint(RuntimeError):
+    """Every checkpoint of a workdir was corrupt."""
+
+
+def _cannot_read_now(error: BaseException) -> bool:
+    """Permission and I/O errors anywhere in the exception chain: the data may be fine."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, PermissionError) or (
+            isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EIO)
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

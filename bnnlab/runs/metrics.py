@@ -16,11 +16,30 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read(workdir: str | pathlib.Path) -> list[dict]:
-    """All records of a workdir's metrics file."""
+    """All records of a workdir's metrics file.
+
+    A malformed last line (a crash in the middle of writing it) is reported and skipped: the
+    record it was is rewritten by the resumed run. A malformed line before the last is damage
+    this reader cannot repair, and raises naming it.
+    """
     path = pathlib.Path(workdir) / METRICS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    records = []
+    for n, (number, line) in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if n < len(lines) - 1:
+                raise ValueError(
+                    f"{path}, line {number}, is not a JSON record ({e}); only a damaged last "
+                    "line is skipped."
+                ) from e
+            logging.warning(
+                "%s: skipping its last line %d, cut off mid-write: %r", path, number, line[:80]
+            )
+    return records
 
 
 class Writer:

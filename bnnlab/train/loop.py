@@ -25,7 +25,7 @@ from flax import serialization
 
 from bnnlab import data, runs
 from bnnlab.diagnostics import tracking
-from bnnlab.runs import checkpoint, metrics
+from bnnlab.runs import checkpoint, identity, lock, metrics
 from bnnlab.train import experiment as experiment_lib
 
 TIMING_KEYS = ("step_time", "images_per_sec")
@@ -166,6 +166,12 @@ class _Window:
     def add(self, task: experiment_lib.Task, step_metrics: dict) -> None:
         self._items.append((task, step_metrics))
 
+    def loss(self) -> float:
+        """The mean loss of the steps since the last record (0 when there are none)."""
+        if not self._items:
+            return 0.0
+        return float(np.mean(jax.device_get([m["loss"] for _, m in self._items])))
+
     def record(self, done: int) -> dict:
         """The window's record; starts the next window."""
         host = jax.device_get([m for _, m in self._items])
@@ -241,24 +247,36 @@ class _Logger:
         self.writer.close()
 
 
-def _check_finite(record: dict, done: int, steps: int, last_saved: int, ckpts) -> None:
-    if not math.isfinite(record["loss"]):
-        raise FloatingPointError(
-            f"Non-finite loss ({record['loss']}) in steps {done - steps + 1}–{done}; "
-            f"stopping. The last good checkpoint is step {last_saved} in {ckpts.directory}."
-        )
+def _check_finite(loss: float, done: int, steps: int, last_saved: int, ckpts) -> None:
+    if math.isfinite(loss):
+        return
+    last = (
+        f"The last good checkpoint is step {last_saved} in {ckpts.directory}."
+        if last_saved
+        else "No checkpoint was saved yet."
+    )
+    raise FloatingPointError(
+        f"Non-finite loss ({loss}) in steps {done - steps + 1}–{done}; stopping. {last}"
+    )
 
 
 def run(exp: experiment_lib.Experiment, workdir, stop_at: int | None = None) -> dict:
     """Trains ``exp`` in ``workdir`` from its newest checkpoint; returns the final eval."""
-    config, total = exp.config, exp.total_steps
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() != 0:  # the processes of one run share its workdir
+        return _run(exp, workdir, stop_at)
+    with lock.WorkdirLock(workdir):
+        return _run(exp, workdir, stop_at)
+
+
+def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | None) -> dict:
+    config, total = exp.config, exp.total_steps
+    primary = jax.process_index() == 0
+    if primary:
+        identity.check(config, workdir)  # before any checkpoint is touched
     ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints)
     state, start = _restore_or_init(exp, ckpts)
-    primary = jax.process_index() == 0
-    if primary and start == 0:
-        runs.save_config(config, workdir)
     if primary and exp.describe is not None:
         exp.describe(exp)
     end = total if stop_at is None else min(stop_at, total)
@@ -283,7 +301,7 @@ def run(exp: experiment_lib.Experiment, workdir, stop_at: int | None = None) -> 
             if done % config.log_every_steps == 0 or done == total:
                 steps_logged = len(window)
                 record = window.record(done)
-                _check_finite(record, done, steps_logged, last_saved, ckpts)
+                _check_finite(record["loss"], done, steps_logged, last_saved, ckpts)
                 log.train(done, record)
             if exp.diagnostics_step is not None and done % config.diagnostics_every_steps == 0:
                 diagnostics, state = exp.diagnostics_step(state, batch, task.collections)
@@ -292,6 +310,9 @@ def run(exp: experiment_lib.Experiment, workdir, stop_at: int | None = None) -> 
                 final = {**evaluate(exp, state), "epoch": done / exp.steps_per_epoch}
                 log.eval(done, final)
             if done % config.checkpoint_every_steps == 0 or done in (total, end):
+                # Off the logging grid (stop_at), the steps since the last record are checked
+                # here: a saved checkpoint is always one a rerun can trust.
+                _check_finite(window.loss(), done, len(window), last_saved, ckpts)
                 ckpts.save(done, serialization.to_state_dict(state), data=batches.get_state())
                 last_saved = done
         if start >= total:

@@ -66,7 +66,7 @@ def test_worker_count():
     assert pipeline.resolve_workers(-1, decodes=False) == 0  # in-memory arrays: no workers
     c = config_lib.base()
     c.data_workers = -2
-    with pytest.raises(ValueError, match=r"data_workers must be -1.*got -2"):
+    with pytest.raises(ValueError, match=r"data_workers = -2: .* or -1 \(one per CPU core"):
         config_lib.validate(c)
 
 

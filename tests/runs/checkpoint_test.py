@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bnnlab.runs import checkpoint
 
@@ -59,3 +60,36 @@ def test_an_old_checkpoint_without_flip_tracking_restores(tmp_path):
     ckpts.close()
     assert step == 3 and restored["tracking"] == {}
     np.testing.assert_array_equal(restored["params"]["w"], [1.0, 1.0])
+
+
+def test_every_checkpoint_corrupt_is_refused_listing_them(tmp_path):
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=3)
+    for step in (1, 2):
+        ckpts.save(step, state(step))
+    ckpts.close()
+    for f in (tmp_path / "checkpoints").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"garbage")
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=3)
+    with pytest.raises(checkpoint.NoRestorableCheckpoint, match=r"tried step 2 .*; step 1 "):
+        ckpts.restore_latest(abstract(state(0)))
+    ckpts.close()
+    assert len(list((tmp_path / "checkpoints_corrupt").iterdir())) == 2  # moved, never deleted
+
+
+def test_a_checkpoint_that_cannot_be_read_now_is_left_in_place(tmp_path, monkeypatch):
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=3)
+    for step in (1, 2):
+        ckpts.save(step, state(step))
+    ckpts.close()
+    ckpts = checkpoint.Checkpoints(tmp_path, keep=3)
+
+    def denied(step, args):
+        raise RuntimeError("restore failed") from PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ckpts, "_restore", denied)
+    with pytest.raises(checkpoint.CheckpointUnreadable, match=r"step 2 .* cannot be read now"):
+        ckpts.restore_latest(abstract(state(0)))
+    ckpts.close()
+    assert checkpoint.Checkpoints(tmp_path, keep=3).steps() == [1, 2]
+    assert not (tmp_path / "checkpoints_corrupt").exists()

@@ -1,5 +1,6 @@
 """The training system end to end on tiny models: exact resume, sharding, TFDS, errors."""
 
+import json
 import pathlib
 
 import jax
@@ -9,7 +10,7 @@ import tensorflow_datasets as tfds
 from jax.sharding import PartitionSpec
 
 from bnnlab import data, train
-from bnnlab.runs import checkpoint, metrics
+from bnnlab.runs import checkpoint, identity, metrics
 from bnnlab.train import experiment, loop, steps
 
 import recipes
@@ -148,16 +149,33 @@ def test_bad_config_fails_before_training(tmp_path, overrides, error, match):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    config = smoke_config("float", lr=1e30, total_steps=64, checkpoint_every_steps=4)
+    train.train_and_evaluate(smoke_config("float", total_steps=64), tmp_path, stop_at=8)
+    exploding = smoke_config(
+        "float", lr=1e30, total_steps=64, checkpoint_every_steps=4, resume_override=True
+    )
     with pytest.raises(
-        FloatingPointError,
-        match=r"Non-finite loss .* last good checkpoint is "
-        r"step \d+",
+        FloatingPointError, match=r"Non-finite loss .* last good checkpoint is step 8 in"
     ):
+        train.train_and_evaluate(exploding, tmp_path)
+    assert checkpoint.Checkpoints(tmp_path, 3).steps() == [8]
+    tree, _ = checkpoint.Checkpoints(tmp_path, 3).restore_raw(8)
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree["params"]))
+
+
+def test_non_finite_loss_before_any_checkpoint_says_so(tmp_path):
+    config = smoke_config("float", lr=1e30, total_steps=64)
+    with pytest.raises(FloatingPointError, match="No checkpoint was saved yet"):
         train.train_and_evaluate(config, tmp_path)
-    for step in checkpoint.Checkpoints(tmp_path, 3).steps():
-        tree, _ = checkpoint.Checkpoints(tmp_path, 3).restore_raw(step)
-        assert all(np.isfinite(x).all() for x in jax.tree.leaves(tree["params"]))
+    assert checkpoint.Checkpoints(tmp_path, 3).steps() == []
+
+
+def test_non_finite_loss_off_the_logging_grid_is_not_saved(tmp_path):
+    """stop_at between two log steps: the steps since the last record are checked before the
+    save (before, a NaN checkpoint was written with exit 0 and called "last good" next time)."""
+    config = smoke_config("float", lr=1e30, total_steps=64)
+    with pytest.raises(FloatingPointError, match=r"steps 1–3; stopping"):
+        train.train_and_evaluate(config, tmp_path, stop_at=3)
+    assert checkpoint.Checkpoints(tmp_path, 3).steps() == []
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path):
@@ -166,7 +184,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path):
     for f in newest.rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    result = train.train_and_evaluate(smoke_config(total_steps=24), tmp_path)
+    result = train.train_and_evaluate(smoke_config(total_steps=24, resume_override=True), tmp_path)
     assert checkpoint.Checkpoints(tmp_path, 3).steps() == [8, 16, 24]
     moved = list((tmp_path / "checkpoints_corrupt").iterdir())
     assert len(moved) == 1 and moved[0].name.startswith("16-")
@@ -218,3 +236,21 @@ def test_fine_tune_from_a_workdir_with_frozen_stem_and_bn(tmp_path):
             smoke_config(init_from=str(tmp_path / "base"), model_name="resnet20_cifar"),
             tmp_path / "y",
         )
+
+
+def test_resuming_with_another_config_is_refused_naming_the_keys(tmp_path):
+    train.train_and_evaluate(smoke_config(), tmp_path, stop_at=8)
+    recorded = (tmp_path / "config.json").read_text()
+    for overrides, key in (({"lr": 0.05}, "lr"), ({"model.width": 0.5}, "model.width")):
+        with pytest.raises(identity.ConfigChanged, match=rf"another config \({key}: "):
+            train.train_and_evaluate(smoke_config(**overrides), tmp_path)
+    assert checkpoint.Checkpoints(tmp_path, 3).steps() == [8]  # nothing moved aside
+    assert not (tmp_path / "checkpoints_corrupt").exists()
+    assert (tmp_path / "config.json").read_text() == recorded
+    # Execution-only keys are not changes; an explicit override is accepted and recorded.
+    train.train_and_evaluate(smoke_config(progress_bar=False), tmp_path, stop_at=12)
+    train.train_and_evaluate(smoke_config(lr=0.05, resume_override=True), tmp_path)
+    (change,) = [json.loads(line) for line in (tmp_path / "config_changes.jsonl").open()]
+    assert list(change["changes"]) == ["lr"] and change["changes"]["lr"][1] == 0.05
+    assert (tmp_path / change["previous"]).read_text() == recorded
+    assert '"lr": 0.05' in (tmp_path / "config.json").read_text()
