@@ -93,3 +93,37 @@ def test_a_checkpoint_that_cannot_be_read_now_is_left_in_place(tmp_path, monkeyp
     ckpts.close()
     assert checkpoint.Checkpoints(tmp_path, keep=3).steps() == [1, 2]
     assert not (tmp_path / "checkpoints_corrupt").exists()
+
+
+def test_altered_array_bytes_are_detected_and_the_previous_checkpoint_used(tmp_path):
+    """Bit rot that still decodes: step 2's arrays replaced by other valid bytes."""
+    import shutil
+
+    ckpts = checkpoint.Checkpoints(tmp_path / "run", keep=3)
+    for step in (1, 2):
+        ckpts.save(step, state(step))
+    ckpts.close()
+    other = checkpoint.Checkpoints(tmp_path / "other", keep=3)
+    other.save(2, state(7))  # same shapes, other values
+    other.close()
+    damaged = tmp_path / "run" / "checkpoints" / "2" / "default"
+    shutil.rmtree(damaged)
+    shutil.copytree(tmp_path / "other" / "checkpoints" / "2" / "default", damaged)
+    ckpts = checkpoint.Checkpoints(tmp_path / "run", keep=3)
+    with pytest.raises(checkpoint.ChecksumMismatch, match="differ from what was saved"):
+        ckpts.restore_raw(2)
+    restored, step = ckpts.restore_latest(abstract(state(0)))
+    ckpts.close()
+    assert step == 1
+    np.testing.assert_array_equal(restored["params"]["w"], [1.0, 1.0, 1.0])
+    (moved,) = (tmp_path / "run" / "checkpoints_corrupt").iterdir()
+    assert moved.name.startswith("2-")
+
+
+def test_checksums_name_paths_and_see_one_changed_bit():
+    tree = {"a": {"w": np.arange(4, dtype=np.float32)}, "b": np.int32(3)}
+    sums = checkpoint.checksums(tree)
+    assert set(sums) == {"a/w", "b"}
+    flipped = tree["a"]["w"].copy()
+    flipped.view(np.uint32)[2] ^= 1  # one bit of one float
+    assert checkpoint.checksums({**tree, "a": {"w": flipped}})["a/w"] != sums["a/w"]
