@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -37,10 +38,51 @@ def default_workdir(config_flag: str) -> str:
 
 
 class _QuietOrbax(logging.Filter):
-    """Orbax logs every save step at INFO; keep its warnings and errors only."""
+    """Orbax logs every save step at INFO; keep its warnings and errors only, less the
+    tracebacks of a save the disk refused (each of its threads logs one; bnnlab reports the
+    failure once, as ``storage.SaveFailed``)."""
 
     def filter(self, record):
-        return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+        if "orbax" not in record.pathname and record.name != "asyncio":
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        from bnnlab.runs import storage
+
+        error = record.exc_info[1] if record.exc_info else None
+        return (
+            storage.write_failure(error) is None
+            and storage.write_failure(Exception(record.getMessage())) is None
+        )
+
+
+def _quiet_closed_loop(hook):
+    """A failed orbax save leaves tensorstore callbacks aimed at its closed event loop; they
+    end as "Event loop is closed" unraisable errors, noise after the one ``SaveFailed``."""
+
+    def unraisable(info):
+        if isinstance(info.exc_value, RuntimeError) and str(info.exc_value) == (
+            "Event loop is closed"
+        ):
+            return
+        hook(info)
+
+    return unraisable
+
+
+def _refusals():
+    """Errors that mean the run cannot go on as asked (a busy or full workdir, a changed
+    config, unreadable checkpoints): shown as their message alone, without a traceback."""
+    from bnnlab.runs import checkpoint, identity, lock, storage
+
+    return (
+        lock.WorkdirBusy,
+        identity.ConfigChanged,
+        checkpoint.NoRestorableCheckpoint,
+        checkpoint.CheckpointUnreadable,
+        storage.WorkdirNotWritable,
+        storage.SaveFailed,
+    )
 
 
 def initialize_distributed(jax) -> None:
@@ -88,15 +130,19 @@ def main(argv):
         jax.devices(),
     )
     logging.info("workdir: %s", workdir)
-    if config.trainer == "reconfig":
-        from bnnlab.reconfig import keys, trainer
+    try:
+        if config.trainer == "reconfig":
+            from bnnlab.reconfig import keys, trainer
 
-        material = keys.load(
-            _USER_KEY.value, _DEVICE_KEY.value, _DEVICE.value, demo=config.reconfig.demo_keys
-        )
-        result = trainer.train_and_evaluate(config, workdir, material, stop_at=_STOP_AT.value)
-    else:
-        result = train.train_and_evaluate(config, workdir, stop_at=_STOP_AT.value)
+            material = keys.load(
+                _USER_KEY.value, _DEVICE_KEY.value, _DEVICE.value, demo=config.reconfig.demo_keys
+            )
+            result = trainer.train_and_evaluate(config, workdir, material, stop_at=_STOP_AT.value)
+        else:
+            result = train.train_and_evaluate(config, workdir, stop_at=_STOP_AT.value)
+    except _refusals() as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     if not result:
         return
     print(
@@ -111,4 +157,7 @@ def main(argv):
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("absl").addFilter(_QuietOrbax())
+    # Orbax's save tasks that the full disk failed too ("exception was never retrieved").
+    logging.getLogger("asyncio").addFilter(_QuietOrbax())
+    sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
     app.run(main)

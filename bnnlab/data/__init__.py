@@ -76,6 +76,16 @@ def load_sources(name: str, data_dir: str | None = None):
     )
 
 
+def normalization_of(config) -> str:
+    """The name (``augment.NORMALIZATIONS``) of the normalisation ``config``'s images get."""
+    name = config.normalization or info(config.dataset).normalization
+    if name not in augment.NORMALIZATIONS:
+        raise ValueError(
+            f"Unknown normalization {name!r}; use one of {tuple(augment.NORMALIZATIONS)}."
+        )
+    return name
+
+
 def build(config, process_index: int = 0, process_count: int = 1):
     """``(loader, eval_iter, meta, num_eval)`` for ``config.dataset``: the
     ``pipeline.TrainLoader``, a function returning a fresh iterator over the eval batches, the
@@ -87,11 +97,7 @@ def build(config, process_index: int = 0, process_count: int = 1):
         raise ValueError(
             f"Unknown augment {augmentation!r}; use one of {augment.TRAIN_AUGMENTATIONS}."
         )
-    normalization = config.normalization or meta.normalization
-    if normalization not in augment.NORMALIZATIONS:
-        raise ValueError(
-            f"Unknown normalization {normalization!r}; use one of {tuple(augment.NORMALIZATIONS)}."
-        )
+    normalization = normalization_of(config)
     train_fn = functools.partial(
         augment.train_augment,
         augment=augmentation,
@@ -131,5 +137,6 @@ __all__ = [
     "build",
     "info",
     "load_sources",
+    "normalization_of",
     "resolve_workers",
 ]

@@ -52,6 +52,13 @@ def normalize(images: np.ndarray, name: str) -> np.ndarray:
     return out.reshape(images.shape)
 
 
+def input_range(name: str) -> tuple[float, float]:
+    """The interval that ``normalize(to_unit_float(x), name)`` maps every pixel x into: unit
+    pixels in [0, 1], per channel (0 − mean) / std to (1 − mean) / std, over all channels."""
+    mean, std = (np.asarray(v, np.float64) for v in NORMALIZATIONS[name])
+    return float(np.min(-mean / std)), float(np.max((1.0 - mean) / std))
+
+
 def _local(shard, n: int) -> tuple[int, int]:
     """(offset, global size) of a process's ``n`` examples in the global batch."""
     offset, total = shard or (0, n)

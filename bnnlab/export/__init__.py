@@ -20,11 +20,22 @@ import pathlib
 import jax
 import numpy as np
 
-from bnnlab import models, runs
-from bnnlab.export import archive, fold
+from bnnlab import data, models, runs
+from bnnlab.export import archive, fold, inputs
+from bnnlab.export.archive import DamagedExport
+from bnnlab.export.inputs import InvalidImages
 from bnnlab.export.runtime import PackedModel
 
-__all__ = ["ExportReport", "PackedModel", "export", "export_run", "export_workdir", "load"]
+__all__ = [
+    "DamagedExport",
+    "ExportReport",
+    "InvalidImages",
+    "PackedModel",
+    "export",
+    "export_run",
+    "export_workdir",
+    "load",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +68,14 @@ def _without(tree: dict, path: str) -> None:
     tree.pop(leaf, None)
 
 
-def export(model_ref: dict, variables: dict, input_shape, path, model=None) -> ExportReport:
+def export(
+    model_ref: dict, variables: dict, input_shape, path, model=None, normalization=None
+) -> ExportReport:
     """Exports ``variables`` of the zoo model ``model_ref`` (``models.from_ref``'s description,
     e.g. ``runs.model_ref(config)``) for images of ``input_shape``; ``model`` is that model if
-    the caller has already built it."""
+    the caller has already built it. ``normalization`` (a ``bnnlab.data.augment``
+    normalisation name) is recorded so the export refuses images outside the trained range
+    (``export.inputs``)."""
     model = models.from_ref(model_ref) if model is None else model
     variables = jax.tree.map(np.asarray, jax.device_get(dict(variables)))
     example = np.zeros((1, *input_shape), np.float32)
@@ -77,6 +92,8 @@ def export(model_ref: dict, variables: dict, input_shape, path, model=None) -> E
             for collection in ("params", "batch_stats"):
                 _without(float_vars.get(collection, {}), p.folded_bn)
     manifest = dict(model=model_ref, input_shape=list(input_shape))
+    if normalization is not None:
+        manifest["input"] = inputs.spec(normalization)
     out = archive.save(path, manifest, float_vars, packed)
     n_params = sum(np.size(v) for v in jax.tree.leaves(variables["params"]))
     return ExportReport(
@@ -98,7 +115,14 @@ def export_run(run: runs.Run, path) -> ExportReport:
     float32 = run.config.get("compute_dtype", "float32") == "float32"
     # Folding and packing work in float32: a mixed-precision run is exported from its twin.
     model = run.model if float32 else runs.model_from_ref(run.model_ref)
-    return export(run.model_ref, run.variables, run.input_shape, path, model=model)
+    return export(
+        run.model_ref,
+        run.variables,
+        run.input_shape,
+        path,
+        model=model,
+        normalization=data.normalization_of(run.config),
+    )
 
 
 def export_workdir(workdir, path, step: int | None = None) -> ExportReport:
@@ -113,4 +137,4 @@ def load(path) -> PackedModel:
             f"{path} is a reconfigurable model's export: it runs only with a task's keys "
             "(bnnlab.reconfig), not as a packed model."
         )
-    return PackedModel(manifest, float_vars, packed)
+    return PackedModel(manifest, float_vars, packed, source=path)

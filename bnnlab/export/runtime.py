@@ -7,9 +7,14 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
 
 from bnnlab import models, quant
+from bnnlab.export import archive, inputs
 from bnnlab.kernels import xnor
+
+_FLOAT_COLLECTIONS = ("params", "batch_stats", "quant_state")
 
 
 class PackedModel:
@@ -19,12 +24,20 @@ class PackedModel:
     native kernel where it was built, else XLA.
     """
 
-    def __init__(self, manifest: dict, float_vars: dict, packed: dict[str, dict]):
+    def __init__(
+        self, manifest: dict, float_vars: dict, packed: dict[str, dict], source="the export"
+    ):
         self.manifest = manifest
-        self.model = models.from_ref(manifest["model"])  # no training config needed
-        self.input_shape = tuple(manifest["input_shape"])
+        try:
+            self.model = models.from_ref(manifest["model"])  # no training config needed
+            self.input_shape = tuple(int(n) for n in manifest["input_shape"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise archive.DamagedExport(
+                source, f"its model description does not build ({e})"
+            ) from e
         self._geometry = {layer["path"]: layer for layer in manifest["packed"]}
         self._folded = {layer["folded_bn"] for layer in manifest["packed"] if layer["folded_bn"]}
+        self._check_structure(float_vars, source)
         self._float = jax.tree.map(jnp.asarray, float_vars)
         self._packed = {}
         for path, arrays in packed.items():
@@ -36,6 +49,42 @@ class PackedModel:
                 ),
             )
         self._apply = jax.jit(self._forward, static_argnames="backend")
+
+    def _check_structure(self, float_vars: dict, source) -> None:
+        """The float variables are exactly those the architecture has, less the packed convs'
+        and folded BatchNorms' (so a file altered consistently with its own manifest, or one
+        written for another architecture, fails here instead of at the first call)."""
+        example = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
+        shapes = jax.eval_shape(
+            lambda x: self.model.init(jax.random.key(0), x, train=False), example
+        )
+        removed = set(self._geometry) | self._folded
+        want = {
+            k: (tuple(v.shape), np.dtype(v.dtype).str)
+            for k, v in traverse_util.flatten_dict(
+                {c: shapes[c] for c in _FLOAT_COLLECTIONS if c in shapes}, sep="/"
+            ).items()
+            if not any(f"{k}/".startswith(f"{c}/{r}/") for c in _FLOAT_COLLECTIONS for r in removed)
+        }
+        got = {
+            k: (tuple(np.shape(v)), np.asarray(v).dtype.str)
+            for k, v in traverse_util.flatten_dict(float_vars, sep="/").items()
+        }
+        if got == want:
+            return
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        differ = [k for k in sorted(set(want) & set(got)) if want[k] != got[k]]
+        problem = "; ".join(
+            part
+            for part in (
+                missing and f"missing {missing[:3]}",
+                extra and f"not in the architecture {extra[:3]}",
+                differ
+                and ", ".join(f"{k} is {got[k]}, the model has {want[k]}" for k in differ[:3]),
+            )
+            if part
+        )
+        raise archive.DamagedExport(source, f"its arrays do not fit its architecture: {problem}")
 
     @property
     def packed_layers(self) -> list[str]:
@@ -69,11 +118,10 @@ class PackedModel:
         with nn.intercept_methods(interceptor):
             return self.model.apply(float_vars, images, train=False)
 
-    def __call__(self, images, backend: str = "auto") -> jax.Array:
-        images = jnp.asarray(images, jnp.float32)
-        if images.ndim != 4 or images.shape[1:] != self.input_shape:
-            raise ValueError(
-                f"Expected images of shape (batch, {', '.join(map(str, self.input_shape))}), "
-                f"got {images.shape}."
-            )
+    def __call__(self, images, backend: str = "auto", check_inputs: bool = True) -> jax.Array:
+        """Logits of ``images`` (normalised as in training; ``export.inputs`` says what is
+        checked, and ``check_inputs=False`` skips the range check, not the dtype or NaN one)."""
+        images = inputs.validate(
+            images, self.input_shape, self.manifest.get("input"), check_range=check_inputs
+        )
         return self._apply(self._float, self._packed, images, backend=backend)

@@ -12,6 +12,7 @@ state (item ``data``, JSON).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -22,6 +23,8 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from bnnlab.runs import storage
 
 # The train state, the input pipeline's state, and a SHA-256 per array of the train state
 # (written at save, verified at restore, so bit rot takes the corrupt-checkpoint path).
@@ -39,6 +42,8 @@ class Checkpoints:
         self.corrupt_dir = pathlib.Path(workdir).absolute() / "checkpoints_corrupt"
         self._keep = keep
         self._manager = self._open()
+        self._in_flight: int | None = None  # the step of the save not yet known to be complete
+        self._failed = False
 
     def _open(self) -> ocp.CheckpointManager:
         options = ocp.CheckpointManagerOptions(
@@ -50,13 +55,50 @@ class Checkpoints:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state, data: dict | None = None) -> None:
+        """Starts saving ``step`` in the background (after the previous save completes).
+        ``storage.SaveFailed`` when the disk refuses this or the previous save."""
         items = {
             "default": ocp.args.StandardSave(state),
             "checksums": ocp.args.JsonSave(checksums(state)),
         }
         if data is not None:
             items["data"] = ocp.args.JsonSave(data)
-        self._manager.save(step, args=ocp.args.Composite(**items))
+        # A failure here is the previous save's if one was in flight (orbax waits for it first).
+        with self._reporting(step if self._in_flight is None else self._in_flight):
+            self._manager.save(step, args=ocp.args.Composite(**items))
+        self._in_flight = step
+
+    def check(self) -> None:
+        """Raises ``storage.SaveFailed`` now if a background save has failed."""
+        with self._reporting():
+            self._manager.check_for_errors()
+
+    @contextlib.contextmanager
+    def _reporting(self, step: int | None = None):
+        """A save the disk refused → ``storage.SaveFailed`` with what is intact, the partial
+        checkpoint removed (its space freed); other errors pass unchanged."""
+        try:
+            yield
+        except Exception as e:
+            reason = storage.write_failure(e)
+            if reason is None or self._failed:
+                raise
+            self._failed = True
+            self._remove_partial()
+            intact = sorted(int(d.name) for d in self.directory.iterdir() if d.name.isdigit())
+            kept = (
+                f"the earlier checkpoints are intact; rerun the same command to resume from step "
+                f"{intact[-1]}"
+                if intact
+                else "no checkpoint was saved before it; rerun the same command to start again"
+            )
+            step = self._in_flight if step is None else step
+            failed = f"at step {step} " if step is not None else ""
+            raise storage.SaveFailed(
+                f"Could not save the checkpoint {failed}in {self.directory}: {reason}. The "
+                f"partial checkpoint was removed and {kept} once the disk has room or is "
+                "writable again."
+            ) from e
 
     def data_state(self, step: int) -> dict | None:
         """The input pipeline state saved with the checkpoint at ``step`` (None if none was)."""
@@ -67,11 +109,25 @@ class Checkpoints:
         ]
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        with self._reporting():
+            self._manager.wait_until_finished()
+        self._in_flight = None
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for the last save and closes; after a reported failure, just closes (its
+        error was raised once already)."""
+        try:
+            if not self._failed:
+                self.wait()
+        finally:
+            with contextlib.suppress(Exception) if self._failed else contextlib.nullcontext():
+                self._manager.close()
+            if self._failed:  # orbax's threads may have written more after the failure
+                self._remove_partial()
+
+    def _remove_partial(self) -> None:
+        for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
 
     def restore_raw(self, step: int | None = None):
         """(tree, step): a checkpoint as saved (nested dicts of arrays), newest by default."""

@@ -12,6 +12,8 @@ import math
 import os
 import pathlib
 
+from bnnlab.runs import storage
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -59,9 +61,13 @@ class Writer:
             return
         kept = [r for r in read(workdir) if r["step"] <= resume_step]
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
-        self._file = self.path.open("a")
+        try:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            os.replace(tmp, self.path)  # only a complete rewrite replaces the file
+            self._file = self.path.open("a")
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            self._refused(e)
         if tensorboard:
             try:
                 from tensorboardX import SummaryWriter
@@ -77,19 +83,35 @@ class Writer:
             return
         record = {"step": int(step), "split": split}
         record.update({k: _plain(v) for k, v in metrics.items()})
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        if self._tb is not None:
-            for k, v in record.items():
-                if k not in ("step", "split") and isinstance(v, (int, float)):
-                    self._tb.add_scalar(f"{split}/{k}", v, step)
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+            if self._tb is not None:
+                for k, v in record.items():
+                    if k not in ("step", "split") and isinstance(v, (int, float)):
+                        self._tb.add_scalar(f"{split}/{k}", v, step)
+        except OSError as e:
+            self._refused(e)
+
+    def _refused(self, error: OSError):
+        reason = storage.write_failure(error)
+        if reason is None:
+            raise error
+        raise storage.SaveFailed(
+            f"Could not write the metrics ({self.path}, TensorBoard): {reason}. Records up to "
+            "the newest checkpoint are kept (a last line cut off mid-write is skipped on "
+            "resume); rerun the same command once the disk has room or is writable again."
+        ) from error
 
     def close(self) -> None:
         if not self.enabled:
             return
-        self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+        try:
+            self._file.close()
+            if self._tb is not None:
+                self._tb.close()
+        except OSError as e:
+            self._refused(e)
 
 
 def _plain(value):

@@ -25,7 +25,7 @@ from flax import serialization
 
 from bnnlab import data, runs
 from bnnlab.diagnostics import tracking
-from bnnlab.runs import checkpoint, identity, lock, metrics
+from bnnlab.runs import checkpoint, identity, lock, metrics, storage
 from bnnlab.train import experiment as experiment_lib
 
 TIMING_KEYS = ("step_time", "images_per_sec")
@@ -263,11 +263,32 @@ def _check_finite(loss: float, done: int, steps: int, last_saved: int, ckpts) ->
 def run(exp: experiment_lib.Experiment, workdir, stop_at: int | None = None) -> dict:
     """Trains ``exp`` in ``workdir`` from its newest checkpoint; returns the final eval."""
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     if jax.process_index() != 0:  # the processes of one run share its workdir
         return _run(exp, workdir, stop_at)
+    saved = sorted(
+        (d for d in (workdir / "checkpoints").glob("*") if d.name.isdigit()),
+        key=lambda d: int(d.name),
+    )
+    state_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(exp.abstract_state))
+    storage.check_writable(workdir, saved[-1] if saved else None, state_bytes)
     with lock.WorkdirLock(workdir):
         return _run(exp, workdir, stop_at)
+
+
+def _close(closers, failing: bool) -> None:
+    """Runs every closer; while an error is already propagating, their own errors (a full
+    disk fails them all again) are logged in one line each instead of burying it."""
+    first = None
+    for close in closers:
+        try:
+            close()
+        except Exception as e:
+            if failing or first is not None:
+                logging.warning("While stopping: %s: %s", type(e).__name__, str(e)[:200])
+            else:
+                first = e
+    if first is not None:
+        raise first
 
 
 def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | None) -> dict:
@@ -288,6 +309,7 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
     log = _Logger(exp, workdir, start, primary)
     batches = _Batches(exp, start, _data_state(ckpts, start))
     window, last_saved, final = _Window(exp), start, {}
+    failing = True
     try:
         for step in range(start, end):
             task = exp.task_of(step)
@@ -303,6 +325,7 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
                 record = window.record(done)
                 _check_finite(record["loss"], done, steps_logged, last_saved, ckpts)
                 log.train(done, record)
+                ckpts.check()  # a background save the disk refused stops the run now
             if exp.diagnostics_step is not None and done % config.diagnostics_every_steps == 0:
                 diagnostics, state = exp.diagnostics_step(state, batch, task.collections)
                 log.writer.write(done, "diagnostics", jax.device_get(diagnostics))
@@ -317,8 +340,8 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
                 last_saved = done
         if start >= total:
             final = evaluate(exp, state)
+        failing = False
     finally:
-        batches.close()
-        log.close()
-        ckpts.close()
+        # The checkpoints first: their failure is the one to report (it says what is intact).
+        _close((batches.close, ckpts.close, log.close), failing)
     return final

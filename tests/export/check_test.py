@@ -24,6 +24,13 @@ def test_runlocal_run_exports_with_equal_predictions(tmp_path):
     assert agreement.same_prediction == agreement.examples
     assert agreement.max_abs_logit_diff <= 1e-5 * max(agreement.max_abs_logit, 1.0)
     assert agreement.packed_accuracy == agreement.trained_accuracy
+    # The run's normalisation travels with the export; its test images (checked on every call
+    # above) lie in the recorded range; scikit-learn's own 0–16 gray levels do not.
+    manifest = archive.load(tmp_path / "packed.npz")[0]
+    assert manifest["input"]["normalization"] == "digits"
+    gray_levels = 16 * data.load_sources("digits")[1].images[:4]
+    with pytest.raises(export.InvalidImages, match="outside"):
+        export.load(tmp_path / "packed.npz")(gray_levels)
 
 
 @pytest.mark.slow
