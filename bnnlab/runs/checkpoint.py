@@ -29,6 +29,7 @@ from bnnlab.runs import storage
 # The train state, the input pipeline's state, and a SHA-256 per array of the train state
 # (written at save, verified at restore, so bit rot takes the corrupt-checkpoint path).
 ITEMS = ("default", "data", "checksums")
+DIRECTORY = "checkpoints"  # inside the workdir
 # Train-state fields renamed since checkpoints were first written (new name → old name), so
 # older checkpoints still restore.
 RENAMED = {"tracking": "diag"}
@@ -38,7 +39,7 @@ class Checkpoints:
     """Save every N steps (async), keep K, restore the newest restorable one."""
 
     def __init__(self, workdir: str | pathlib.Path, keep: int):
-        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+        self.directory = pathlib.Path(workdir).absolute() / DIRECTORY
         self.corrupt_dir = pathlib.Path(workdir).absolute() / "checkpoints_corrupt"
         self._keep = keep
         self._manager = self._open()
@@ -85,7 +86,7 @@ class Checkpoints:
                 raise
             self._failed = True
             self._remove_partial()
-            intact = sorted(int(d.name) for d in self.directory.iterdir() if d.name.isdigit())
+            intact = storage.saved_steps(self.directory)
             kept = (
                 f"the earlier checkpoints are intact; rerun the same command to resume from step "
                 f"{intact[-1]}"
@@ -257,12 +258,8 @@ class NoRestorableCheckpoint(RuntimeError):
 
 def _cannot_read_now(error: BaseException) -> bool:
     """Permission and I/O errors anywhere in the exception chain: the data may be fine."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, PermissionError) or (
-            isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EIO)
-        ):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(
+        isinstance(e, PermissionError)
+        or (isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EIO))
+        for e in storage.chain(error)
+    )

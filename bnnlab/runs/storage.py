@@ -41,18 +41,32 @@ class SaveFailed(OSError):
     """A write to the workdir failed mid-run; what was saved before it is intact."""
 
 
-def write_failure(error: BaseException | None) -> str | None:
-    """Why the disk refused a write, if that is what ``error`` (or its cause) says; else None."""
+def chain(error: BaseException | None):
+    """``error``, then its cause (or context), and so on, each once."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
-            return WRITE_ERRNOS[error.errno]
-        match = _TENSORSTORE_CODE.search(str(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def write_failure(error: BaseException | None) -> str | None:
+    """Why the disk refused a write, if that is what ``error`` (or its cause) says; else None."""
+    for e in chain(error):
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            return WRITE_ERRNOS[e.errno]
+        match = _TENSORSTORE_CODE.search(str(e))
         if match and int(match.group(1)) in WRITE_ERRNOS:
             return WRITE_ERRNOS[int(match.group(1))]
-        error = error.__cause__ or error.__context__
     return None
+
+
+def saved_steps(directory: pathlib.Path) -> list[int]:
+    """The finished checkpoints in ``directory`` (orbax names them by step; unfinished ones
+    carry a ``.orbax-checkpoint-tmp`` suffix), oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(int(d.name) for d in directory.iterdir() if d.name.isdigit())
 
 
 def directory_bytes(path: pathlib.Path) -> int:

@@ -265,12 +265,10 @@ def run(exp: experiment_lib.Experiment, workdir, stop_at: int | None = None) -> 
     workdir = pathlib.Path(workdir)
     if jax.process_index() != 0:  # the processes of one run share its workdir
         return _run(exp, workdir, stop_at)
-    saved = sorted(
-        (d for d in (workdir / "checkpoints").glob("*") if d.name.isdigit()),
-        key=lambda d: int(d.name),
-    )
+    saved = storage.saved_steps(workdir / checkpoint.DIRECTORY)
+    newest = workdir / checkpoint.DIRECTORY / str(saved[-1]) if saved else None
     state_bytes = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(exp.abstract_state))
-    storage.check_writable(workdir, saved[-1] if saved else None, state_bytes)
+    storage.check_writable(workdir, newest, state_bytes)
     with lock.WorkdirLock(workdir):
         return _run(exp, workdir, stop_at)
 

@@ -162,22 +162,27 @@ def test_metrics_file_refused_by_the_disk_is_one_error(tmp_path):
         writer.write(1, "train", {"loss": 1.0})
 
 
+def _main(workdir):
+    """``python -m bnnlab.main`` on the smoke recipe, from the repository root."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bnnlab.main",
+            "--config=experiments/smoke.py",
+            f"--workdir={workdir}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=pathlib.Path(__file__).parents[2],
+    )
+
+
 def test_the_command_line_prints_a_refusal_alone(tmp_path):
     from bnnlab.runs import lock
 
     with lock.WorkdirLock(tmp_path):  # this process holds the workdir
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bnnlab.main",
-                "--config=experiments/smoke.py",
-                f"--workdir={tmp_path}",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=pathlib.Path(__file__).parents[2],
-        )
+        done = _main(tmp_path)
     assert done.returncode == 1
     assert f"error: {tmp_path} is in use by another run (process {os.getpid()}" in done.stderr
     assert "Traceback" not in done.stderr
@@ -186,18 +191,7 @@ def test_the_command_line_prints_a_refusal_alone(tmp_path):
 @pytest.mark.slow
 @pytest.mark.size("300k")  # room for the first smoke checkpoint, not the second
 def test_the_command_line_on_a_full_disk_ends_with_one_error(tmpfs):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bnnlab.main",
-            "--config=experiments/smoke.py",
-            f"--workdir={tmpfs / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=pathlib.Path(__file__).parents[2],
-    )
+    done = _main(tmpfs / "run")
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("error: Could not save the checkpoint at step 16")
