@@ -25,7 +25,9 @@ _STOP_AT = flags.DEFINE_integer("stop_at", None, "Stop (and checkpoint) at this 
 # Keys of a reconfigurable model (config.trainer = "reconfig"): run-time inputs, never config.
 _USER_KEY = flags.DEFINE_string("user_key_file", None, "File with the user key.")
 _DEVICE_KEY = flags.DEFINE_string("device_key_file", None, "File with the 256-bit device key.")
-_DEVICE = flags.DEFINE_integer("simulated_device", None, "Seed of a simulated SRAM-PUF device.")
+_DEVICE = flags.DEFINE_integer(
+    "simulated_device", None, "Seed of a simulated SRAM-PUF device (a demo: protects nothing)."
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -73,9 +75,12 @@ def _quiet_closed_loop(hook):
 def _refusals():
     """Errors that mean the run cannot go on as asked (a busy or full workdir, a changed
     config, unreadable checkpoints): shown as their message alone, without a traceback."""
+    from bnnlab.reconfig import guard, keys
     from bnnlab.runs import checkpoint, identity, lock, storage
 
     return (
+        keys.BadKey,
+        guard.WrongKeys,
         lock.WorkdirBusy,
         identity.ConfigChanged,
         checkpoint.NoRestorableCheckpoint,

@@ -4,9 +4,12 @@ Network With IP Protection for Internet of Things", IEEE TCAD 2023, arXiv 2105.0
 One set of binary latent weights serves every task: each layer reads the shared flat latent
 vector through a permutation derived from the user key and the device root key
 (HMAC-SHA256 → per-task seed → per-layer permutation), BatchNorm is per task, the head is
-shared and sliced per task. Training is round robin, one Adam step per task batch.
+shared and sliced per task, and every per-channel row is stored masked under the keys.
+Training is round robin, one Adam step per task batch.
 
-Command (the keys are run-time inputs, never in the config):
+Command (the keys are run-time inputs, never in the config; the run records their check value
+and refuses other keys on resume):
+  python -m bnnlab.reconfig.keys DEVICE_KEY   # a fresh 256-bit key, mode 0600
   python -m bnnlab.main --config=experiments/rbnn_reactnet.py --workdir=workdirs/rbnn \\
       --user_key_file=USER_KEY --device_key_file=DEVICE_KEY
   python -m bnnlab.reconfig --workdir=workdirs/rbnn --user_key_file=... --device_key_file=...

@@ -110,7 +110,8 @@ def export_run(run: runs.Run, path) -> ExportReport:
     if "num_tasks" in run.model_ref:
         raise ValueError(
             f"{run.workdir} is a reconfigurable run: export it with "
-            "bnnlab.reconfig.load(workdir).export(path) (its binary weights exist only under keys)."
+            "bnnlab.reconfig.load(workdir).export(path, keys) (its binary weights exist only under "
+            "keys)."
         )
     float32 = run.config.get("compute_dtype", "float32") == "float32"
     # Folding and packing work in float32: a mixed-precision run is exported from its twin.

@@ -1,8 +1,9 @@
 """Reconfigurable BNN: one binary parameter set serving several tasks, selected by a user key
 and a device root key (Qiu et al., IEEE TCAD 2023; docs/reconfigurable.md). See ``keys``
-(derivation), ``layers`` (keyed layers, per-task BatchNorm), ``model``, ``tasks``, ``trainer``
-(round-robin training on the common loop), ``run`` (``load`` a trained run for evaluation,
-prediction and export) and ``python -m bnnlab.reconfig`` (evaluate a task).
+(key material and hygiene), ``derive`` (the pinned derivation), ``guard`` (the key check),
+``puf`` (the demo device), ``layers`` (keyed layers, masked rows), ``model``, ``tasks``,
+``trainer`` (round-robin training on the common loop), ``run`` (``load`` a trained run for
+evaluation, prediction and export) and ``python -m bnnlab.reconfig`` (evaluate a task).
 
 Submodules are imported on first use, so the run reader (``bnnlab.runs``) can build the model
 from ``model`` and ``tasks`` without importing the trainer above it.
@@ -15,7 +16,7 @@ _EXPORTS = {
     "Run": ("bnnlab.reconfig.run", "Run"),
     "load": ("bnnlab.reconfig.run", "load"),
 }
-_MODULES = ("keys", "layers", "model", "run", "tasks", "trainer")
+_MODULES = ("derive", "guard", "keys", "layers", "model", "puf", "run", "tasks", "trainer")
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

@@ -1,154 +1,156 @@
-"""Keys of the reconfigurable BNN: a device root key from a (simulated) hardware fingerprint, a
-user key, and the per-task seed and per-layer permutations derived from them.
+"""The two secrets of a reconfigurable model, read from files or the environment and checked:
+a user key and a device root key (docs/reconfigurable.md, "Keys"). What they derive (task
+seeds, permutations, masks, the key check) is ``derive``; the demo device is ``puf``.
 
-    root_key  = SHA-256(fuzzy_extract(PUF response, helper data))   or a 256-bit secret file
-    task_seed = HMAC-SHA256(root_key, user_key ‖ task_id)
-    π_{l,t}   = jax.random.permutation(fold_in(key(task_seed), l), n_l)
+Rules, each error naming the file or variable it read:
+  * device root key: exactly 256 bits (32 raw bytes, or 64 hex characters in a file or in
+    ``BNNLAB_DEVICE_KEY``), at least 8 distinct byte values (all-zero and repeated-pattern
+    placeholders are refused);
+  * user key: at least 16 bytes (a passphrase or ``secrets.token_hex(16)``), not one repeated
+    byte;
+  * a key file readable by group or others gives a ``KeyFileWarning``;
+  * ``python -m bnnlab.reconfig.keys FILE`` writes a fresh 256-bit key (``secrets``, mode 0600).
 
-(docs/reconfigurable.md, "Keys"; the paper names an SRAM PUF but publishes no key-derivation
-function, so this is bnnlab's design). A wrong user key, or the right user key on another
-device, gives unrelated permutations: there is no key check to bypass, the model simply
-computes garbage. Keys are inputs at run time only; nothing here writes them anywhere.
-
-The PUF is simulated: a device is a secret bit string whose every read flips each bit with a
-small probability, as SRAM power-up states do. Enrolment stores public helper data
-h = r ⊕ C(k) (code-offset construction with a repetition code C); reconstruction decodes
-r' ⊕ h by majority vote, which recovers k exactly as long as fewer than half of each group's
-bits flipped.
+Keys are inputs at run time only: nothing here writes them anywhere except that command.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import os
 import pathlib
+import secrets
+import stat
+import sys
+import warnings
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from bnnlab.reconfig import derive, puf
 
-KEY_BYTES = 32
-REPETITION = 31  # bits per key bit in the fuzzy extractor (corrects up to 15 flips per group)
-
-
-@dataclasses.dataclass(frozen=True)
-class SimulatedPUF:
-    """A device's SRAM power-up fingerprint: fixed secret bits read with random bit flips."""
-
-    secret_seed: int
-    flip_probability: float = 0.05
-
-    @property
-    def size(self) -> int:
-        return 8 * KEY_BYTES * REPETITION
-
-    def _reference(self) -> np.ndarray:
-        return np.random.default_rng([self.secret_seed, 0]).integers(0, 2, self.size, np.uint8)
-
-    def read(self, read_seed: int | None = None) -> np.ndarray:
-        """One noisy power-up read of the cells."""
-        rng = np.random.default_rng(read_seed)
-        flips = (rng.random(self.size) < self.flip_probability).astype(np.uint8)
-        return self._reference() ^ flips
+KEY_BYTES = puf.KEY_BYTES
+MIN_USER_KEY_BYTES = 16
+MIN_DISTINCT_ROOT_BYTES = 8
+DEVICE_ENV, USER_ENV = "BNNLAB_DEVICE_KEY", "BNNLAB_USER_KEY"
 
 
-def enroll(response: np.ndarray, rng_seed: int | None = None) -> tuple[bytes, np.ndarray]:
-    """(root key, public helper data) from one enrolment read of the PUF."""
-    if response.size != 8 * KEY_BYTES * REPETITION:
-        raise ValueError(
-            f"PUF response must have {8 * KEY_BYTES * REPETITION} bits, got {response.size}."
+class KeyFileWarning(UserWarning):
+    """A key file other users of the machine can read."""
+
+
+class BadKey(ValueError):
+    """A key that is missing, malformed or too weak (the message names where it came from)."""
+
+
+def check_user_key(key: bytes, source: str = "the user key") -> bytes:
+    if len(key) < MIN_USER_KEY_BYTES:
+        raise BadKey(
+            f"{source} has {len(key)} bytes; a user key needs at least {MIN_USER_KEY_BYTES} "
+            "(a passphrase, or `python -c 'import secrets; print(secrets.token_hex(16))'`)."
         )
-    secret = np.random.default_rng(rng_seed).integers(0, 2, 8 * KEY_BYTES, np.uint8)
-    helper = response ^ np.repeat(secret, REPETITION)
-    return _root_key(secret), helper
+    if len(set(key)) == 1:
+        raise BadKey(f"{source} is one repeated byte ({key[:1]!r}…): not a key.")
+    return key
 
 
-def reconstruct(response: np.ndarray, helper: np.ndarray) -> bytes:
-    """The root key from a later noisy read and the helper data (majority decoding)."""
-    if response.shape != helper.shape:
-        raise ValueError(f"PUF response {response.shape} and helper {helper.shape} differ.")
-    votes = (response ^ helper).reshape(-1, REPETITION).sum(axis=1)
-    return _root_key((votes > REPETITION // 2).astype(np.uint8))
+def check_root_key(key: bytes, source: str = "the device root key") -> bytes:
+    if len(key) != KEY_BYTES:
+        raise BadKey(f"{source} must be {KEY_BYTES} bytes (256 bits), got {len(key)}.")
+    if len(set(key)) < MIN_DISTINCT_ROOT_BYTES:
+        raise BadKey(
+            f"{source} has only {len(set(key))} distinct byte values (all-zero or a repeated "
+            f"pattern); a device key is 256 random bits: `python -m bnnlab.reconfig.keys FILE`."
+        )
+    return key
 
 
-def _root_key(bits: np.ndarray) -> bytes:
-    return hashlib.sha256(np.packbits(bits).tobytes()).digest()
+def _warn_if_readable(path: pathlib.Path) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        warnings.warn(
+            f"Key file {path} can be read by other users (mode {stat.filemode(mode)}): "
+            f"chmod 600 {path}.",
+            KeyFileWarning,
+            stacklevel=3,
+        )
 
 
-def read_key_file(path: str | os.PathLike) -> bytes:
-    """A 256-bit secret from a file: 32 raw bytes, or 64 hex characters."""
-    raw = pathlib.Path(path).read_bytes()
-    text = raw.strip()
-    if len(text) == 2 * KEY_BYTES:
+def _parse_root(text: bytes, raw: bytes, source: str) -> bytes:
+    stripped = text.strip()
+    if len(stripped) == 2 * KEY_BYTES:
         try:
-            return bytes.fromhex(text.decode("ascii"))
-        except ValueError:
-            pass
+            return bytes.fromhex(stripped.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            if len(raw) != KEY_BYTES:
+                raise BadKey(
+                    f"{source} has 64 characters but they are not hexadecimal digits."
+                ) from None
     if len(raw) == KEY_BYTES:
         return raw
-    raise ValueError(
-        f"Key file {path} must hold {KEY_BYTES} raw bytes or {2 * KEY_BYTES} hex characters "
+    raise BadKey(
+        f"{source} must hold {KEY_BYTES} raw bytes or {2 * KEY_BYTES} hex characters "
         f"(got {len(raw)} bytes)."
     )
 
 
-def task_seed(root_key: bytes, user_key: bytes, task_id: str) -> bytes:
-    """HMAC-SHA256(root_key, user_key ‖ task_id): the secret that selects one task."""
-    if len(root_key) != KEY_BYTES:
-        raise ValueError(f"The device root key must be {KEY_BYTES} bytes, got {len(root_key)}.")
-    if not user_key:
-        raise ValueError("The user key is empty.")
-    message = user_key + b"\x00" + task_id.encode()
-    return hmac.new(root_key, message, hashlib.sha256).digest()
+def read_key_file(path: str | os.PathLike) -> bytes:
+    """A 256-bit device key from a file: 32 raw bytes, or 64 hex characters."""
+    path = pathlib.Path(path)
+    source = f"device key file {path}"
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise BadKey(f"Cannot read {source}: {e.strerror}.") from None
+    _warn_if_readable(path)
+    return check_root_key(_parse_root(raw, raw, source), source)
 
 
-def _prng_key(seed: bytes) -> jax.Array:
-    words = np.frombuffer(seed[:8], dtype=np.uint32)
-    return jax.random.wrap_key_data(jnp.asarray(words, jnp.uint32), impl="threefry2x32")
+def read_user_key_file(path: str | os.PathLike) -> bytes:
+    path = pathlib.Path(path)
+    source = f"user key file {path}"
+    try:
+        key = path.read_bytes().strip()
+    except OSError as e:
+        raise BadKey(f"Cannot read {source}: {e.strerror}.") from None
+    _warn_if_readable(path)
+    return check_user_key(key, source)
 
 
-def layer_permutations(seed: bytes, sizes: dict[str, int]) -> dict[str, np.ndarray]:
-    """π for every keyed layer: layer ``i`` (in sorted path order) folds ``i`` into the key."""
-    key = _prng_key(seed)
-    return {
-        path: np.asarray(jax.random.permutation(jax.random.fold_in(key, i), n), np.int32)
-        for i, (path, n) in enumerate(sorted(sizes.items()))
-    }
+@dataclasses.dataclass(frozen=True)
+class KeyMaterial:
+    """The two secrets a reconfigurable model needs at run time. Its repr never shows them.
+    ``source`` says where they came from (no secret in it); ``demo`` marks the public demo
+    keys (or a simulated device), which protect nothing."""
+
+    user_key: bytes = dataclasses.field(repr=False)
+    root_key: bytes = dataclasses.field(repr=False)
+    source: str = dataclasses.field(default="given in code", compare=False)
+    demo: bool = dataclasses.field(default=False, compare=False)
+
+    def __post_init__(self):
+        check_user_key(self.user_key)
+        check_root_key(self.root_key)
+
+    def seed(self, task_id: str) -> bytes:
+        return derive.task_seed(self.root_key, self.user_key, task_id)
+
+    def model_seed(self) -> bytes:
+        return derive.model_seed(self.root_key, self.user_key)
+
+    def check_value(self) -> str:
+        return derive.check_value(self.root_key, self.user_key)
 
 
 DEMO_USER_KEY = b"bnnlab public demo user key"
 DEMO_DEVICE_SEED = 20230401  # public: the demo keys protect nothing, they make :runlocal run
 
 
-@dataclasses.dataclass(frozen=True)
-class KeyMaterial:
-    """The two secrets a reconfigurable model needs at run time. Its repr never shows them."""
-
-    user_key: bytes = dataclasses.field(repr=False)
-    root_key: bytes = dataclasses.field(repr=False)
-
-    def __post_init__(self):
-        if not self.user_key:
-            raise ValueError("The user key is empty.")
-        if len(self.root_key) != KEY_BYTES:
-            raise ValueError(
-                f"The device root key must be {KEY_BYTES} bytes, got {len(self.root_key)}."
-            )
-
-    def seed(self, task_id: str) -> bytes:
-        return task_seed(self.root_key, self.user_key, task_id)
-
-
-def simulated_device_root_key(device_seed: int, read_seed=None) -> bytes:
-    """Root key of a simulated device: enrol once (helper data), then rebuild the key from
-    another noisy read, as the device would at every power-up. With 5 % bit flips per read and
-    31-fold repetition, a group fails only if 16 of its 31 bits disagree (≈ 10⁻⁹ per group).
-    ``read_seed`` picks the power-up read (a fixed one by default, for reproducible runs)."""
-    puf = SimulatedPUF(device_seed)
-    _, helper = enroll(puf.read(read_seed=[device_seed, 1]), rng_seed=[device_seed, 2])
-    return reconstruct(puf.read([device_seed, 3] if read_seed is None else read_seed), helper)
+def demo_keys() -> KeyMaterial:
+    """The public demo keys of the ``:runlocal`` recipes."""
+    return KeyMaterial(
+        DEMO_USER_KEY,
+        puf.demo_device_root_key(DEMO_DEVICE_SEED),
+        "the public demo user key and demo device",
+        demo=True,
+    )
 
 
 def load(
@@ -161,27 +163,72 @@ def load(
 
     User key: ``user_key_file`` or the ``BNNLAB_USER_KEY`` environment variable (text).
     Device root key: ``device_key_file`` (256-bit secret), ``BNNLAB_DEVICE_KEY`` (64 hex
-    characters), or ``simulated_device`` (the seed of a simulated SRAM-PUF device).
-    ``demo=True`` fills anything missing with public demo keys (for ``:runlocal``).
+    characters), or ``simulated_device`` (a demo: the seed of a simulated SRAM-PUF device).
+    ``demo=True`` fills anything missing with the public demo keys (a run records whether it
+    was trained with them, and refuses them if it was not: ``reconfig.guard``).
     """
-    user = pathlib.Path(user_key_file).read_bytes().strip() if user_key_file else None
-    user = user or os.environ.get("BNNLAB_USER_KEY", "").encode() or None
+    user = user_source = None
+    if user_key_file:
+        user, user_source = read_user_key_file(user_key_file), f"user key file {user_key_file}"
+    elif os.environ.get(USER_ENV):
+        user_source = f"${USER_ENV}"
+        user = check_user_key(os.environ[USER_ENV].encode(), user_source)
+    root = root_source = None
+    is_demo = False
     if device_key_file:
-        root = read_key_file(device_key_file)
-    elif os.environ.get("BNNLAB_DEVICE_KEY"):
-        root = bytes.fromhex(os.environ["BNNLAB_DEVICE_KEY"])
+        root, root_source = read_key_file(device_key_file), f"device key file {device_key_file}"
+    elif os.environ.get(DEVICE_ENV):
+        root_source = f"${DEVICE_ENV}"
+        text = os.environ[DEVICE_ENV].encode()
+        if len(text.strip()) != 2 * KEY_BYTES:
+            raise BadKey(
+                f"{root_source} must be {2 * KEY_BYTES} hexadecimal characters (256 bits), "
+                f"got {len(text.strip())} characters."
+            )
+        root = check_root_key(_parse_root(text, b"", root_source), root_source)
     elif simulated_device is not None:
-        root = simulated_device_root_key(simulated_device)
-    else:
-        root = None
+        root = puf.demo_device_root_key(simulated_device)
+        root_source, is_demo = f"demo simulated device {simulated_device}", True
     if demo:
-        user = user or DEMO_USER_KEY
-        root = root or simulated_device_root_key(DEMO_DEVICE_SEED)
+        fallback = demo_keys()
+        if user is None:
+            user, user_source, is_demo = fallback.user_key, "the public demo user key", True
+        if root is None:
+            root, root_source, is_demo = fallback.root_key, "the public demo device", True
     if user is None or root is None:
         missing = [name for name, v in (("user key", user), ("device root key", root)) if not v]
-        raise ValueError(
-            f"Missing {' and '.join(missing)}: pass --user_key_file / BNNLAB_USER_KEY and "
-            "--device_key_file / BNNLAB_DEVICE_KEY / --simulated_device (or use the recipe's "
+        raise BadKey(
+            f"Missing {' and '.join(missing)}: pass --user_key_file / {USER_ENV} and "
+            f"--device_key_file / {DEVICE_ENV} / --simulated_device (or use the recipe's "
             ":runlocal variant, which uses public demo keys)."
         )
-    return KeyMaterial(user, root)
+    return KeyMaterial(user, root, f"{user_source}; {root_source}", demo=is_demo)
+
+
+def write_new_key(path: str | os.PathLike) -> pathlib.Path:
+    """Writes a fresh 256-bit key (``secrets``) as 64 hex characters, readable by its owner
+    only; refuses to overwrite a file."""
+    path = pathlib.Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise BadKey(f"{path} exists: not overwriting a key file.") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(KEY_BYTES) + "\n")
+    return path
+
+
+def main(argv) -> None:
+    if len(argv) < 2 or any(a.startswith("-") for a in argv[1:]):
+        print("usage: python -m bnnlab.reconfig.keys FILE [FILE …]  (a new 256-bit key each)")
+        sys.exit(2)
+    for name in argv[1:]:
+        try:
+            print(f"wrote a new 256-bit key to {write_new_key(name)} (mode 0600)")
+        except BadKey as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,5 +1,6 @@
 """The reconfigurable ReActNet (docs/reconfigurable.md): one set of keyed latent weights for all
-tasks, per-task BatchNorm, shared RSign/RPReLU, a shared head sliced per task.
+tasks, per-task BatchNorm, shared RSign/RPReLU, a shared head sliced per task; every row
+stored masked under the keys (``layers``).
 
     FP 3×3 stem (keyed) + BN_task + max-pool 3×3/2
     three stages of 4 blocks (64/128/256 channels): RSign → binary 3×3 keyed conv → BN_task
@@ -15,7 +16,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 from flax.linen import initializers
 
-from bnnlab.layers import activations
 from bnnlab.models import blocks
 from bnnlab.reconfig import layers
 
@@ -31,7 +31,7 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool, progress=None):
-        y = activations.RSign(name="rsign")(x)
+        y = layers.KeyedRSign(name="rsign")(x)
         y = layers.KeyedConv(
             self.features,
             (3, 3),
@@ -47,7 +47,7 @@ class Block(nn.Module):
                 x = blocks.avg_pool2(x)
             x = layers.KeyedConv(self.features, (1, 1), 1, "VALID", name="shortcut_conv")(x)
             x = layers.TaskBatchNorm(self.num_tasks, name="shortcut_bn")(x, train=train)
-        return activations.RPReLU(name="act")(y + x)
+        return layers.KeyedRPReLU(name="act")(y + x)
 
 
 class ReconfigurableReActNet(nn.Module):

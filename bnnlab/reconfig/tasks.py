@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
 from bnnlab import data
 from bnnlab.data import augment, pipeline
-from bnnlab.reconfig import keys
+from bnnlab.reconfig import derive, keys, layers
 
 TRANSFORMS = ("", "pixels", "labels", "invert")
 TRANSFORM_SEED = 2021  # public: the pixel/label permutations that define derived tasks
@@ -156,14 +155,18 @@ def keyed_sizes(template) -> dict[str, int]:
     return {k[: -len("/perm")]: v.shape[0] for k, v in flat.items() if k.endswith("/perm")}
 
 
-def task_variables(template, task: Task, seed: bytes) -> dict:
-    """The ``task`` collection that makes the model compute ``task`` under ``seed``."""
-    perms = keys.layer_permutations(seed, keyed_sizes(template))
+def task_variables(template, task: Task, seed: bytes, model_seed: bytes) -> dict:
+    """The ``task`` collection that makes the model compute ``task`` under the task's
+    ``seed`` and the ``model_seed`` (``derive``): permutations, masks, row, class count."""
     flat = traverse_util.flatten_dict(template, sep="/")
     out = {}
-    for k in flat:
+    for k, v in flat.items():
         if k.endswith("/perm"):
-            out[k] = jnp.asarray(perms[k[: -len("/perm")]])
+            out[k] = jnp.asarray(derive.permutation(seed, k[: -len("/perm")], v.shape[0]))
+        elif k.endswith(layers.SHARED_MASK):
+            out[k] = jnp.asarray(derive.uniform_mask(model_seed, k, v.shape[0]))
+        elif k.endswith(layers.TASK_MASK):
+            out[k] = jnp.asarray(derive.uniform_mask(seed, k, v.shape[0]))
         elif k.endswith("index"):
             out[k] = jnp.asarray(task.index, jnp.int32)
         elif k.endswith("num_classes"):
@@ -176,5 +179,8 @@ def task_variables(template, task: Task, seed: bytes) -> dict:
 def task_collections(template, tasks, key_material: keys.KeyMaterial) -> list[dict]:
     """Per task, the extra variables that select it under the keys (``template``: the model's
     ``task`` collection, shapes only)."""
-    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), template)
-    return [{"task": task_variables(zeros, t, key_material.seed(t.task_id))} for t in tasks]
+    model_seed = key_material.model_seed()
+    return [
+        {"task": task_variables(template, t, key_material.seed(t.task_id), model_seed)}
+        for t in tasks
+    ]

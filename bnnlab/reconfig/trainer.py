@@ -4,7 +4,8 @@ one batch of task t = s mod M under that task's keys and makes one optimizer ste
 The training loop, steps, checkpoints (exact resume), metrics and diagnostics are the common
 ones (``bnnlab.train``); this module supplies only the tasks: their data and the ``task``
 collection (permutations, BatchNorm row, class count) that selects each. The keys are
-arguments, never config: neither checkpoints nor metrics nor ``config.json`` contain them.
+arguments, never config: neither checkpoints nor metrics nor ``config.json`` contain them;
+the workdir holds only their check value (``guard``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import jax
 from flax import traverse_util
 
 from bnnlab import config_lib, runs
+from bnnlab.reconfig import guard, layers
 from bnnlab.reconfig import keys as keys_lib
 from bnnlab.reconfig import tasks as tasks_lib
 from bnnlab.train import experiment, loop, steps
@@ -47,6 +49,9 @@ def _check(config) -> None:
     unsupported = {
         "label_smoothing": config.label_smoothing,  # would put mass on other tasks' classes
         "teacher_workdir": config.teacher_workdir,
+        # The keyed rows are stored masked (layers): decay would pull the stored values, not
+        # the rows, towards 0.
+        "weight_decay": config.weight_decay,
     }
     for name, value in unsupported.items():
         if value:
@@ -80,6 +85,9 @@ def build(config, key_material: keys_lib.KeyMaterial, devices=None) -> experimen
             variables["task"], tasks, key_material
         ),
         loss_fn=steps.integer_cross_entropy,  # logits of other tasks' classes are masked
+        initialize=lambda variables, collections: layers.mask_initial(
+            variables, [c["task"] for c in collections]
+        ),
     )
 
 
@@ -105,7 +113,10 @@ def train_and_evaluate(
     config, workdir, key_material: keys_lib.KeyMaterial | None = None, stop_at: int | None = None
 ) -> dict:
     """Trains all tasks of ``config.reconfig.tasks`` round robin; returns the final eval
-    (``accuracy/<task id>``, ``loss/<task id>`` and their means)."""
+    (``accuracy/<task id>``, ``loss/<task id>`` and their means). A new workdir records the
+    keys' check value; resuming with other keys is refused (``guard.WrongKeys``)."""
     if key_material is None:
         key_material = keys_lib.load(demo=config.reconfig.demo_keys)
-    return loop.run(build(config, key_material), workdir, stop_at)
+    experiment_ = build(config, key_material)
+    guard.check_workdir(workdir, key_material)
+    return loop.run(experiment_, workdir, stop_at)

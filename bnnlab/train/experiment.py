@@ -62,6 +62,8 @@ class Experiment:
     track_layers: dict | None
     teacher_variables: Any = None
     describe: Callable[[Experiment], None] | None = None  # logs what is trained (process 0)
+    # (variables from model.init, per-task collections) → the initial variables (None: as is)
+    initialize: Callable[[Any, Sequence[Any]], Any] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -75,11 +77,15 @@ class Experiment:
         return self.tasks[step % len(self.tasks)]
 
     def init_state(self) -> steps.TrainState:
-        init = functools.partial(
-            steps.init_state, self.model, self.tx, track_layers=self.track_layers
-        )
+        def init(rng, example, collections):
+            variables = self.model.init(rng, example, train=True)
+            if self.initialize is not None:
+                variables = self.initialize(variables, collections)
+            return steps.state_from_variables(variables, self.tx, self.track_layers)
+
         rng = jax.random.key(self.config.seed)
-        return jax.jit(init, out_shardings=self.state_sharding)(rng, self.example)
+        collections = [t.collections for t in self.tasks]
+        return jax.jit(init, out_shardings=self.state_sharding)(rng, self.example, collections)
 
     def device_batch(self, batch: dict) -> dict:
         return sharding.global_batch(batch, self.batch_sharding)
@@ -121,10 +127,12 @@ def assemble(
     describe=None,
     collections: Callable[[Any], Sequence[Any]] | None = None,
     loss_fn: Callable = steps.cross_entropy,
+    initialize: Callable | None = None,
 ) -> Experiment:
     """The experiment of ``model`` trained on ``tasks`` round robin. ``collections`` maps the
     model's abstract variables to each task's extra collections (device-put replicated);
-    ``loss_fn(logits, labels, smoothing)`` is the training loss."""
+    ``loss_fn(logits, labels, smoothing)`` is the training loss; ``initialize(variables,
+    per-task collections)`` post-processes ``model.init``'s variables (jit-traced)."""
     example = jnp.zeros((2, *tasks[0].loader.batch(0)["image"].shape[1:]), jnp.float32)
     found = inventory.scan(model, example, train=True)  # the one abstract trace of the model
     schedule = schedule_lib.Schedule.from_config(config, steps_per_epoch)
@@ -174,6 +182,7 @@ def assemble(
         track_layers=track_layers,
         teacher_variables=teacher_variables,
         describe=describe,
+        initialize=initialize,
     )
 
 

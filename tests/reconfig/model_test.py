@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bnnlab.reconfig import keys, model, tasks
+from bnnlab.reconfig import keys, layers, model, tasks
 
 ROOT = bytes(range(32))
+USER = b"alice's user key"
 TASKS = tasks.parse(("digits", "digits:pixels", "digits:labels"))
 
 
@@ -22,8 +23,39 @@ def build(num_tasks=3):
     return net, x, variables
 
 
-def task_vars(template, task, user=b"alice"):
-    return tasks.task_variables(template, task, keys.task_seed(ROOT, user, task.task_id))
+def task_vars(template, task, user=USER):
+    material = keys.KeyMaterial(user, ROOT)
+    return tasks.task_collections(template, [task], material)[0]["task"]
+
+
+def test_masked_rows_start_from_the_ordinary_initialisation():
+    """Under the right keys the masked initial rows read as γ = 1, β = 0, the running mean 0
+    and variance 1, RSign 0, RPReLU (0, 0.25, 0), head bias 0: the model computes what the
+    unmasked one does. Under another user's keys the rows read as noise."""
+    net, x, variables = build()
+    right = [task_vars(variables["task"], t) for t in TASKS]
+    masked = layers.mask_initial(variables, right)
+    stored = masked["params"]["stem_bn"]["scale"]
+    assert not np.allclose(stored, 1.0) and np.abs(stored - 1.0).max() <= 2.0
+    unmasked = jax.tree.map(jnp.zeros_like, right[1])
+    for k in ("perm", "index", "num_classes"):  # same permutations and row, masks zero
+        unmasked = _copy_entries(unmasked, right[1], k)
+    plain = {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    ref = net.apply({**plain, "task": unmasked}, x, train=False)
+    got = net.apply({**masked, "task": right[1]}, x, train=False)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    wrong = task_vars(variables["task"], TASKS[1], user=b"mallory's user key")
+    bad = net.apply({**masked, "task": wrong}, x, train=False)
+    assert np.abs(np.asarray(bad) - np.asarray(ref))[:, :10].mean() > 0.1
+
+
+def _copy_entries(target, source, name):
+    from flax import traverse_util
+
+    t = traverse_util.flatten_dict(target, sep="/")
+    src = traverse_util.flatten_dict(source, sep="/")
+    t.update({k: v for k, v in src.items() if k.endswith(name)})
+    return traverse_util.unflatten_dict(t, sep="/")
 
 
 def test_switching_tasks_is_bit_exact_and_does_not_retrace():

@@ -1,12 +1,13 @@
-"""Round-robin training on the common loop: exact resume, the common metrics per task, and the
-settings the reconfigurable trainer refuses."""
+"""Round-robin training on the common loop: exact resume, the common metrics per task, the
+settings the reconfigurable trainer refuses, and the key check that refuses a resume under
+other keys."""
 
 import jax
 import numpy as np
 import pytest
 
 from bnnlab import runs
-from bnnlab.reconfig import keys, trainer
+from bnnlab.reconfig import guard, keys, trainer
 from bnnlab.runs import metrics
 
 import recipes
@@ -42,11 +43,43 @@ def test_resume_is_exact_and_logs_the_common_metrics(tmp_path):
         assert key in records[-1], key
 
 
-def test_only_the_reconfigurable_model_and_no_smoothing(tmp_path):
+def test_only_the_reconfigurable_model_and_no_smoothing_or_decay(tmp_path):
     with pytest.raises(ValueError, match="builds 'rbnn_reactnet'"):
         trainer.train_and_evaluate(config(model_name="resnet18_cifar"), tmp_path / "a", RIGHT)
     with pytest.raises(ValueError, match="label_smoothing"):
         trainer.train_and_evaluate(config(label_smoothing=0.1), tmp_path / "b", RIGHT)
+    with pytest.raises(ValueError, match=r"weight_decay = 0\.0001"):
+        trainer.train_and_evaluate(config(weight_decay=1e-4), tmp_path / "c", RIGHT)
+
+
+def test_a_resume_under_other_or_missing_keys_is_refused(tmp_path, monkeypatch):
+    """The first start records the keys' check value; resuming under another user key, another
+    device key or the demo keys (what a :runlocal rerun without key flags fills in) is refused
+    before a step is taken, and the checkpoint is left as it was."""
+    c = config(total_steps=4, log_every_steps=2, checkpoint_every_steps=2, eval_every_epochs=100)
+    assert trainer.train_and_evaluate(c, tmp_path, RIGHT, stop_at=2) == {}
+    record = guard.read(tmp_path)
+    assert record == {"derivation": 1, "check": RIGHT.check_value(), "demo_keys": False}
+    before = runs.load(tmp_path)
+    other_user = keys.KeyMaterial(b"mallory's user key", RIGHT.root_key)
+    other_device = keys.KeyMaterial(RIGHT.user_key, bytes(range(1, 33)))
+    for material in (other_user, other_device):
+        with pytest.raises(guard.WrongKeys, match=r"not the keys the run in .* was trained with"):
+            trainer.train_and_evaluate(c, tmp_path, material)
+    monkeypatch.delenv(keys.USER_ENV, raising=False)
+    monkeypatch.delenv(keys.DEVICE_ENV, raising=False)
+    c.reconfig.demo_keys = True
+    with pytest.raises(guard.WrongKeys, match="trained with its own keys, not the public demo"):
+        trainer.train_and_evaluate(c, tmp_path)
+    after = runs.load(tmp_path)
+    assert after.step == before.step == 2
+    for x, y in zip(
+        jax.tree.leaves(before.variables), jax.tree.leaves(after.variables), strict=True
+    ):
+        np.testing.assert_array_equal(x, y)
+    (tmp_path / guard.FILE).unlink()  # a run from before key checks (or a deleted record)
+    with pytest.raises(guard.WrongKeys, match=r"has checkpoints but no key_check\.json"):
+        trainer.train_and_evaluate(config(), tmp_path, RIGHT)
 
 
 @pytest.mark.slow
