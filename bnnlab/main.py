@@ -28,6 +28,9 @@ _DEVICE_KEY = flags.DEFINE_string("device_key_file", None, "File with the 256-bi
 _DEVICE = flags.DEFINE_integer(
     "simulated_device", None, "Seed of a simulated SRAM-PUF device (a demo: protects nothing)."
 )
+_VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Full tracebacks for --config mistakes (default: one line each)."
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -165,4 +168,7 @@ if __name__ == "__main__":
     # Orbax's save tasks that the full disk failed too ("exception was never retrieved").
     logging.getLogger("asyncio").addFilter(_QuietOrbax())
     sys.unraisablehook = _quiet_closed_loop(sys.unraisablehook)
+    from bnnlab import config_args
+
+    config_args.check_or_exit(sys.argv)
     app.run(main)

@@ -41,3 +41,18 @@ def xla_optimizations():
         yield
     finally:
         jax.config.update("jax_disable_most_optimizations", True)
+
+
+def pytest_sessionfinish(session):
+    """Free each worker's compiled programs and arrays while its session is still running.
+
+    After a pytest-xdist worker reports its session finished, execnet gives it 5 s to exit and
+    then sends it SIGINT. Left to interpreter exit, freeing hundreds of XLA executables takes
+    longer than that, and the SIGINT lands in a garbage-collection callback as a
+    KeyboardInterrupt traceback after the summary line.
+    """
+    del session
+    import gc
+
+    jax.clear_caches()
+    gc.collect()

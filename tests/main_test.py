@@ -25,23 +25,39 @@ def test_default_workdir():
     assert main_lib.default_workdir("x.py:imagenet,r34") == "workdirs/x_imagenet_r34"
 
 
-def test_cli_rejects_a_mistyped_override_before_any_compute(tmp_path):
+SMOKE = str(ROOT / "experiments" / "smoke.py")
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        ([f"--config={SMOKE}", "--config.lrr=0.1"], ["--config.lrr", "Did you mean 'lr'"]),
+        ([f"--config={SMOKE}", "--config.quant.kernel_quantiser=sign"], ["quant", "kernel_q"]),
+        ([f"--config={SMOKE}", "--config.lr=fast"], ["--config.lr=fast", "is a float"]),
+        ([f"--config={SMOKE}:bogus"], ["'bogus'", "Known: runlocal"]),
+        (["--config=experiments/nonexistent.py"], ["nonexistent.py", "Recipes in"]),
+        (["--config=BROKEN"], ["broken.py", "SyntaxError at line 2"]),
+    ],
+    ids=["top-level key", "nested key", "value type", "bad :arg", "missing file", "broken"],
+)
+def test_config_mistakes_are_one_line_with_exit_status_2(tmp_path, args, names):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def get_config():\n    return {\n")
+    args = [a.replace("BROKEN", str(broken)) for a in args]
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bnnlab.main",
-            f"--config={ROOT / 'experiments' / 'smoke.py'}",
-            f"--workdir={tmp_path}",
-            "--config.lrr=0.1",
-        ],
+        [sys.executable, "-m", "bnnlab.main", *args, f"--workdir={tmp_path / 'w'}"],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=ROOT,
     )
-    assert result.returncode != 0
-    assert "lrr" in result.stderr
-    assert not (tmp_path / "checkpoints").exists()
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) <= 3 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: --config")
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    assert not (tmp_path / "w").exists()  # refused before the workdir is touched
 
 
 @pytest.mark.slow

@@ -83,11 +83,28 @@ def save(path, manifest: dict, float_vars: dict, packed: list[PackedConv]) -> pa
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **arrays)
+        # mkstemp creates 0600; an export is meant to be shared, so it gets the mode any new
+        # file gets here (0666 less the umask), as np.savez would give it.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it (os.umask sets it
+    process-wide for a moment, under other threads' feet)."""
+    try:
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _word_shape(shape) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from bnnlab import data, runs
+from bnnlab.data import pipeline
 from bnnlab.export.runtime import PackedModel
 
 
@@ -33,21 +34,43 @@ class Agreement:
         )
 
 
+def _raw_batches(run: runs.Run, packed: PackedModel):
+    """The test images as the dataset gives them, batched as the run's eval batches (None when
+    they cannot be batched raw: ImageNet-style eval crops images of any size)."""
+    spec = packed.manifest.get("input")
+    if not spec or spec.get("transform") == "imagenet":
+        return None
+    source = data.load_sources(run.config.dataset, run.config.data_dir)[1]
+    keep = lambda b: {"image": np.asarray(b["image"]), "label": np.asarray(b["label"])}  # noqa: E731
+    return list(pipeline.eval_batches(source, run.config.eval_batch_size, keep))
+
+
 def against_run(packed: PackedModel, run: runs.Run, backend: str = "auto") -> Agreement:
-    """Runs the trained model (eval mode) and ``packed`` on every test example of the run."""
+    """Runs the trained model (eval mode, on the run's preprocessed test batches) and
+    ``packed`` (on the same test images as the dataset gives them, so its own preprocessing is
+    checked too) on every test example of the run."""
     model, variables = run.model, run.variables
     _, eval_batches, _, _ = data.build(run.config)
     trained = jax.jit(lambda v, x: model.apply(v, x, train=False))
     batches = list(eval_batches())
-    for fn in (lambda x: trained(variables, x), lambda x: packed(x, backend=backend)):
-        jax.block_until_ready(fn(batches[0]["image"]))  # compile outside the timing
+    raw = _raw_batches(run, packed)
+    for batch, pixels in zip(batches, raw or [None] * len(batches), strict=True):
+        batch["pixels"] = pixels["image"] if pixels is not None else None
+
+    def run_packed(batch):
+        if batch["pixels"] is None:
+            return packed(batch["image"], backend=backend, normalized=True)
+        return packed(batch["pixels"], backend=backend)
+
+    for fn in (lambda b: trained(variables, b["image"]), run_packed):
+        jax.block_until_ready(fn(batches[0]))  # compile outside the timing
     totals = dict(n=0, same=0, diff=0.0, big=0.0, ok_t=0, ok_p=0, t_t=0.0, t_p=0.0)
     for batch in batches:
         mask, labels = batch["mask"], batch["label"]
         t0 = time.perf_counter()
         want = np.asarray(trained(variables, batch["image"]))
         t1 = time.perf_counter()
-        got = np.asarray(packed(batch["image"], backend=backend))
+        got = np.asarray(run_packed(batch))
         t2 = time.perf_counter()
         want, got, labels = want[mask], got[mask], labels[mask]
         totals["n"] += len(labels)

@@ -60,9 +60,9 @@ class _Call:
     output: jax.Array
 
 
-def _trace(model: nn.Module, variables, example: jax.Array) -> list[_Call]:
-    """Every QuantConv / BatchNorm / RSign call of an eval forward pass, with its in/out
-    tracers."""
+def _trace(model: nn.Module, variables, example: jax.Array, call: dict) -> list[_Call]:
+    """Every QuantConv / BatchNorm / RSign call of an eval forward pass (``model.apply(v, x,
+    **call)``), with its in/out tracers."""
     calls: list[_Call] = []
 
     def interceptor(next_fun, args, kwargs, context):
@@ -76,7 +76,7 @@ def _trace(model: nn.Module, variables, example: jax.Array) -> list[_Call]:
 
     def forward(v, x):
         with nn.intercept_methods(interceptor):
-            return model.apply(v, x, train=False)
+            return model.apply(v, x, **call)
 
     jax.eval_shape(forward, variables, example)
     return calls
@@ -152,9 +152,12 @@ def _bn_fold(bn: nn.BatchNorm, params, stats):
     return gamma * inv, beta - mean * gamma * inv
 
 
-def pack_model(model: nn.Module, variables, example: jax.Array) -> list[PackedConv]:
-    """The packable convs of ``model`` (with ``variables``) on inputs shaped like ``example``."""
-    calls = _trace(model, variables, example)
+def pack_model(
+    model: nn.Module, variables, example: jax.Array, call: dict | None = None
+) -> list[PackedConv]:
+    """The packable convs of ``model`` (with ``variables``) on inputs shaped like ``example``;
+    ``call``: the eval call's keyword arguments (default ``train=False``)."""
+    calls = _trace(model, variables, example, {"train": False} if call is None else call)
     params, stats = variables.get("params", {}), variables.get("batch_stats", {})
     qstate = variables.get(quantized.STATE_COLLECTION, {})
     packed = []

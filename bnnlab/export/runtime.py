@@ -1,4 +1,5 @@
-"""Running an export: the model zoo's architecture with its binary convs swapped for the packed
+"""Running an export: the model's architecture (a zoo model or any Linen module,
+``described``) with its binary convs swapped for the packed
 XNOR-popcount kernel and the folded BatchNorms for the identity (a Linen method interceptor,
 so the float parts run exactly the code they were trained with)."""
 
@@ -10,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from bnnlab import models, quant
-from bnnlab.export import archive, inputs
+from bnnlab import quant
+from bnnlab.export import archive, described, inputs
 from bnnlab.kernels import xnor
 
 _FLOAT_COLLECTIONS = ("params", "batch_stats", "quant_state")
@@ -25,12 +26,21 @@ class PackedModel:
     """
 
     def __init__(
-        self, manifest: dict, float_vars: dict, packed: dict[str, dict], source="the export"
+        self,
+        manifest: dict,
+        float_vars: dict,
+        packed: dict[str, dict],
+        source="the export",
+        model=None,
     ):
         self.manifest = manifest
+        self._call = manifest.get("call", {"train": False})
         try:
-            self.model = models.from_ref(manifest["model"])  # no training config needed
+            # No training config needed; a user's own model may be given (``described``).
+            self.model = described.build(manifest["model"], model, source)
             self.input_shape = tuple(int(n) for n in manifest["input_shape"])
+        except described.ModelNotBuilt:
+            raise
         except (KeyError, TypeError, ValueError) as e:
             raise archive.DamagedExport(
                 source, f"its model description does not build ({e})"
@@ -56,7 +66,7 @@ class PackedModel:
         written for another architecture, fails here instead of at the first call)."""
         example = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
         shapes = jax.eval_shape(
-            lambda x: self.model.init(jax.random.key(0), x, train=False), example
+            lambda x: self.model.init(jax.random.key(0), x, **self._call), example
         )
         removed = set(self._geometry) | self._folded
         want = {
@@ -116,12 +126,20 @@ class PackedModel:
             return y.astype(args[0].dtype)
 
         with nn.intercept_methods(interceptor):
-            return self.model.apply(float_vars, images, train=False)
+            return self.model.apply(float_vars, images, **self._call)
 
-    def __call__(self, images, backend: str = "auto", check_inputs: bool = True) -> jax.Array:
-        """Logits of ``images`` (normalised as in training; ``export.inputs`` says what is
-        checked, and ``check_inputs=False`` skips the range check, not the dtype or NaN one)."""
+    def __call__(
+        self, images, backend: str = "auto", check_inputs: bool = True, normalized: bool = False
+    ) -> jax.Array:
+        """Logits of ``images``: pixels as the dataset gives them (uint8, or floats in [0, 1]),
+        preprocessed here as in the run's evaluation; ``normalized=True`` for images already
+        preprocessed as in training. ``export.inputs`` says what is checked;
+        ``check_inputs=False`` skips the range check, not the dtype or NaN one."""
         images = inputs.validate(
-            images, self.input_shape, self.manifest.get("input"), check_range=check_inputs
+            images,
+            self.input_shape,
+            self.manifest.get("input"),
+            check_range=check_inputs,
+            normalized=normalized,
         )
         return self._apply(self._float, self._packed, images, backend=backend)

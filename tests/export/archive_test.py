@@ -1,5 +1,8 @@
 """The export file: errors, and an atomic overwrite that keeps the previous export."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -12,6 +15,9 @@ def test_errors_and_atomic_overwrite(tmp_path):
     ref, _, variables, shape, _ = model_and_variables(recipe("xnor_r18"), batch=2)
     path = tmp_path / "m.npz"
     export.export(ref, variables, shape, path)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # shareable, not mkstemp's 0600
     before = path.read_bytes()
     with pytest.raises(ValueError, match=r"\.npz"):
         export.export(ref, variables, shape, tmp_path / "m.bin")

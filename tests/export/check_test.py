@@ -28,9 +28,15 @@ def test_runlocal_run_exports_with_equal_predictions(tmp_path):
     # above) lie in the recorded range; scikit-learn's own 0–16 gray levels do not.
     manifest = archive.load(tmp_path / "packed.npz")[0]
     assert manifest["input"]["normalization"] == "digits"
-    gray_levels = 16 * data.load_sources("digits")[1].images[:4]
+    test = data.load_sources("digits")[1]
+    packed = export.load(tmp_path / "packed.npz")
     with pytest.raises(export.InvalidImages, match="outside"):
-        export.load(tmp_path / "packed.npz")(gray_levels)
+        packed(16 * test.images[:4])
+    # The test digits exactly as the dataset gives them (unit floats, not normalised) give
+    # the run's accuracy: the export normalises them itself.
+    raw = test.get(np.arange(len(test)))
+    predictions = np.asarray(packed(raw["image"])).argmax(-1)
+    assert np.mean(predictions == raw["label"]) == pytest.approx(agreement.trained_accuracy)
 
 
 @pytest.mark.slow

@@ -143,35 +143,53 @@ def test_version_1_files_still_load(exported, tmp_path):
     np.testing.assert_array_equal(old(x), export.load(path)(x))
 
 
-def test_images_are_checked_for_dtype_finiteness_and_the_trained_range(exported):
+def test_raw_pixels_are_preprocessed_as_in_evaluation(exported):
+    """The export takes images as the dataset gives them (uint8, or unit floats like the
+    embedded digits) and normalises them itself, exactly as the run's evaluation did."""
+    path, shape = exported
+    packed = export.load(path)
+    rng = np.random.default_rng(1)
+    unit = rng.uniform(0, 1, size=(3, *shape)).astype(np.float32)
+    pixels = rng.integers(0, 256, size=(3, *shape)).astype(np.uint8)
+    for raw in (unit, pixels):
+        normalised = augment.normalize(augment.to_unit_float(raw), "digits")
+        np.testing.assert_array_equal(packed(raw), packed(normalised, normalized=True))
+        # Under the caller's jit the same preprocessing runs in jax.numpy.
+        np.testing.assert_allclose(jax.jit(packed)(raw), packed(raw), rtol=1e-5, atol=1e-5)
+
+
+def test_images_are_checked_for_dtype_finiteness_and_the_expected_range(exported):
     path, shape = exported
     packed = export.load(path)
     lo, hi = augment.input_range("digits")
     assert (lo, hi) == pytest.approx((-0.3049 / 0.3759, (1 - 0.3049) / 0.3759))
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 17, size=(2, *shape)).astype(np.uint8)  # digits: 0–16 gray levels
-    good = augment.normalize(augment.to_unit_float(pixels), "digits")
-    assert np.asarray(packed(good)).shape == (2, 10)
-    with pytest.raises(export.InvalidImages, match=r"'digits'\); got dtype uint8 \(raw pixels\?\)"):
-        packed(pixels)
+    unit = rng.uniform(0, 1, size=(2, *shape)).astype(np.float32)
+    good = augment.normalize(unit, "digits")
+    assert np.asarray(packed(unit)).shape == (2, 10)
+    with pytest.raises(export.InvalidImages, match=r"got dtype uint8 \(raw pixels\? call without"):
+        packed((255 * unit).astype(np.uint8), normalized=True)
+    with pytest.raises(export.InvalidImages, match=r"Expected pixels .* got dtype int32"):
+        packed((255 * unit).astype(np.int32))
     with pytest.raises(export.InvalidImages, match="complex"):
-        packed(good.astype(np.complex64))
+        packed(unit.astype(np.complex64))
     with pytest.raises(export.InvalidImages, match="bool"):
-        packed(good > 0)
+        packed(unit > 0.5)
     for value, count in ((np.nan, 1), (np.inf, 1)):
-        bad = good.copy()
+        bad = unit.copy()
         bad[0, 0, 0, 0] = value
-        with pytest.raises(export.InvalidImages, match=f"{count} of {good.size} .* NaN or inf"):
+        with pytest.raises(export.InvalidImages, match=f"{count} of {unit.size} .* NaN or inf"):
             packed(bad)
-    with pytest.raises(export.InvalidImages, match=r"span \[0, 255\].*check_inputs=False"):
-        packed(pixels.astype(np.float32) * 255 / 16)  # float pixels, not normalised
-    normalised_twice = augment.normalize(good, "digits")
-    with pytest.raises(export.InvalidImages, match="outside"):
-        packed(normalised_twice)
+    gray_levels = np.floor(16 * unit)  # scikit-learn's digits: 0–16, not unit floats
+    with pytest.raises(export.InvalidImages, match=r"outside \[0, 1\], the range of pixels"):
+        packed(gray_levels)
+    with pytest.raises(export.InvalidImages, match=r"already normalised .* normalized=True"):
+        packed(good)  # normalised images passed as pixels
+    with pytest.raises(export.InvalidImages, match=r"outside .* the range of the training"):
+        packed(augment.normalize(good, "digits"), normalized=True)  # normalised twice
     # On purpose: noise far outside the range runs with the range check off.
     noise = (10 * rng.normal(size=(2, *shape))).astype(np.float32)
-    assert np.isfinite(np.asarray(packed(noise, check_inputs=False))).all()
-    # Inside the caller's jit only dtype and shape are known, and the call still traces.
-    jax.jit(packed)(good)
+    assert np.isfinite(np.asarray(packed(noise, check_inputs=False, normalized=True))).all()
+    jax.jit(lambda x: packed(x, normalized=True))(good)  # traces: dtype and shape only
     with pytest.raises(export.InvalidImages, match="shape"):
-        packed(good[:, :4])
+        packed(unit[:, :4])
