@@ -125,6 +125,7 @@ setup(
         "grain>=0.2.12",
         "tensorboardX>=2.6",
         "tqdm>=4.60",
+        "rich>=13",
         "pillow>=10",
         "matplotlib>=3.7",
     ],

@@ -232,16 +232,30 @@ class QuantizedModel:
         return layers
 
 
-def quantize_model(model: nn.Module, rules, *, on_unused: str = "error") -> QuantizedModel:
-    """Wraps an unmodified Linen model so the Conv/Dense modules matched by ``rules`` quantize.
+def quantize_model(model, rules, *, on_unused: str = "error"):
+    """Wraps an unmodified Linen model so the Conv/Dense modules matched by ``rules`` quantize;
+    for a Flax NNX module, returns a quantized copy instead (``bnnlab.intercept_nnx``).
 
     Args:
-      model: any ``flax.linen.Module``; its code is not changed.
+      model: any ``flax.linen.Module`` (its code is not changed) or ``flax.nnx.Module`` (it is
+        copied; the copy's ``nnx.state`` has the same structure).
       rules: a sequence of ``Rule``; first match wins.
       on_unused: what to do when a rule matches no called module: ``"error"`` (default, the
         message lists the module paths that exist), ``"warn"`` or ``"ignore"``.
 
     Returns:
-      A ``QuantizedModel`` whose ``init`` gives the same variables as ``model.init``.
+      Linen: a ``QuantizedModel`` whose ``init`` gives the same variables as ``model.init``.
+      NNX: an ``nnx.Module`` (see ``bnnlab.intercept_nnx``).
     """
+    from flax import nnx
+
+    if isinstance(model, nnx.Module):
+        from bnnlab import intercept_nnx
+
+        return intercept_nnx.quantize(model, rules, on_unused)
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"quantize_model takes a flax.linen.Module or a flax.nnx.Module, got "
+            f"{type(model).__name__}."
+        )
     return QuantizedModel(model, rules, on_unused=on_unused)

@@ -160,10 +160,38 @@ def main(argv):
     for name, value in sorted(result.items()):
         if name.startswith(("accuracy/", "loss/")):  # per task
             print(f"final eval {name}: {value:.4f}")
+    if jax.process_index() == 0:
+        print(closing_block(workdir, config))
+
+
+def closing_block(workdir: str, config) -> str:
+    """Where a finished run's results are and what to run next."""
+    lines = [
+        f"results in {workdir}: checkpoints/, metrics.jsonl, config.json",
+        "next:",
+        f"  tensorboard --logdir {workdir}  # curves and diagnostics",
+    ]
+    if config.trainer == "reconfig":
+        lines.append(f"  python -m bnnlab.reconfig --workdir={workdir} [key flags]  # a task")
+    else:
+        lines += [
+            f"  python -m bnnlab.diagnostics --workdir={workdir}  # per-layer table and plots",
+            f"  python -m bnnlab.export --workdir={workdir}  # packed model, checked",
+        ]
+    return "\n".join(lines)
+
+
+class _QuietBackendProbe(logging.Filter):
+    """JAX logs, at INFO, each accelerator plugin it could not load (``Unable to initialize
+    backend 'tpu'``) on every machine without one: not news on a CPU or GPU machine."""
+
+    def filter(self, record):
+        return not record.getMessage().startswith("Unable to initialize backend")
 
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("jax._src.xla_bridge").addFilter(_QuietBackendProbe())
     logging.getLogger("absl").addFilter(_QuietOrbax())
     # Orbax's save tasks that the full disk failed too ("exception was never retrieved").
     logging.getLogger("asyncio").addFilter(_QuietOrbax())

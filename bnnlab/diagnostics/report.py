@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
@@ -31,53 +32,88 @@ def progress_at(records, step: int):
 
 
 def layer_table(params, layers, progress, previous_params=None) -> dict[str, dict]:
-    """Per binary layer statistics of ``params`` (and flips against ``previous_params``)."""
+    """Per binary layer statistics of ``params`` (and flips against ``previous_params``),
+    computed by one jitted program for all layers (one compilation instead of one per
+    operation and shape, which made eager inspection take minutes)."""
     flat = traverse_util.flatten_dict(params, sep="/")
     prev = traverse_util.flatten_dict(previous_params, sep="/") if previous_params else None
+    binary = tracking.binary_layers(layers)
+
+    def statistics(kernels, before):
+        out = {}
+        for path, q in binary.items():
+            w = kernels[path]
+            fit = stats.distribution_fit(w)
+            row = {
+                **tracking.weight_statistics(q, w, progress),
+                "latent_entropy": stats.differential_entropy(w),
+                "laplace_b": fit["laplace_b"],
+                "gauss_sigma": fit["gauss_sigma"],
+                "laplace_minus_gauss": fit["laplace_minus_gauss"],
+            }
+            if before is not None:
+                row["flips_since_previous"] = stats.flip_ratio(
+                    tracking.positive_codes(q, before[path], progress),
+                    tracking.positive_codes(q, w, progress),
+                )
+            out[path] = row
+        return out
+
+    kernels = {p: jnp.asarray(flat[f"{p}/kernel"], jnp.float32) for p in binary}
+    before = {p: jnp.asarray(prev[f"{p}/kernel"], jnp.float32) for p in binary} if prev else None
+    values = jax.device_get(jax.jit(statistics)(kernels, before))
     table = {}
-    for path, q in tracking.binary_layers(layers).items():
-        w = jnp.asarray(flat[f"{path}/kernel"], jnp.float32)
-        fit = stats.distribution_fit(w)
-        row = {
+    for path, q in binary.items():
+        row = {k: float(v) for k, v in values[path].items()}
+        better = row.pop("laplace_minus_gauss")
+        table[path] = {
             "quantizer": q.name,
-            "shape": list(w.shape),
-            **tracking.weight_statistics(q, w, progress),
-            "latent_entropy": stats.differential_entropy(w),
-            "laplace_b": fit["laplace_b"],
-            "gauss_sigma": fit["gauss_sigma"],
-            "fit": "laplace" if fit["laplace_minus_gauss"] > 0 else "gauss",
+            "shape": list(kernels[path].shape),
+            **row,
+            "fit": "laplace" if better > 0 else "gauss",
         }
-        if prev is not None:
-            before = tracking.positive_codes(q, jnp.asarray(prev[f"{path}/kernel"]), progress)
-            row["flips_since_previous"] = stats.flip_ratio(
-                before, tracking.positive_codes(q, w, progress)
-            )
-        table[path] = {k: (float(v) if hasattr(v, "dtype") else v) for k, v in row.items()}
     return table
 
 
+COLUMNS = {  # table column → header
+    "bit_entropy": "bit entropy",
+    "filter_bit_entropy": "per-filter bit entropy",
+    "latent_entropy": "latent entropy",
+    "laplace_b": "Laplace b",
+    "kurtosis": "excess kurtosis",
+    "fit": "fit",
+    "quant_error": "quant. error",
+    "dead_recu": "ReCU dead",
+    "flips_since_previous": "flips since previous",
+}
+
+
 def format_table(table: dict[str, dict]) -> str:
-    columns = [
-        "bit_entropy",
-        "filter_bit_entropy",
-        "latent_entropy",
-        "laplace_b",
-        "kurtosis",
-        "fit",
-        "quant_error",
-        "dead_recu",
-        "flips_since_previous",
-    ]
-    columns = [c for c in columns if any(c in row for row in table.values())]
-    header = f"{'layer':<28}{'quantizer':<11}" + "".join(f"{c[:14]:>15}" for c in columns)
-    lines = [header, "-" * len(header)]
+    """The per-layer table as aligned text (``rich``). The quantization error is left out
+    for SiMaN, whose {0, 1} code is not a reconstruction of the weights."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    columns = [c for c in COLUMNS if any(c in row for row in table.values())]
+    out = Table(box=box.SIMPLE, pad_edge=False)
+    out.add_column("layer", no_wrap=True)
+    out.add_column("quantizer", no_wrap=True)
+    for c in columns:
+        out.add_column(COLUMNS[c], justify="right")
     for path, row in table.items():
         cells = []
         for c in columns:
             v = row.get(c, "")
-            cells.append(f"{v:>15.4f}" if isinstance(v, float) else f"{v!s:>15}")
-        lines.append(f"{path[:27]:<28}{row['quantizer']:<11}" + "".join(cells))
-    return "\n".join(lines)
+            if c == "quant_error" and row["quantizer"] in plots.NO_RECONSTRUCTION:
+                v = "—"
+            cells.append(f"{v:.4f}" if isinstance(v, float) else str(v))
+        out.add_row(path, row["quantizer"], *cells)
+    text = io.StringIO()
+    Console(file=text, width=250, color_system=None, soft_wrap=False).print(out)
+    return "\n".join(line.rstrip() for line in text.getvalue().splitlines() if line.strip())
 
 
 def inspect_run(workdir, step: int | None = None, out=None) -> dict:
@@ -112,7 +148,8 @@ def inspect_run(workdir, step: int | None = None, out=None) -> dict:
         )
         written.append(out / "weights.png")
     if any(r["split"] == "diagnostics" for r in records):
-        written.append(plots.training_diagnostics(records, out / "diagnostics.png"))
+        names = sorted({q.name for q in binary.values()})
+        written.append(plots.training_diagnostics(records, out / "diagnostics.png", names))
     if records:
         written.append(plots.curves(records, out / "curves.png"))
     for path in written:

@@ -39,6 +39,7 @@ class Row:
     macs: int  # per example
     binary_ops: int
     adds: int
+    output_shape: tuple[int, ...] = ()  # one example's
 
     @property
     def memory_trained(self) -> float:
@@ -66,37 +67,75 @@ class Row:
 @dataclasses.dataclass
 class Summary:
     rows: list[Row]
+    non_trainable: int = 0  # BatchNorm statistics, quantizer state
 
     def total(self, field: str) -> float:
         return sum(getattr(r, field) for r in self.rows)
 
-    def __str__(self) -> str:
-        header = (
-            f"{'layer':<34}{'W bits':>7}{'A bits':>7}{'params':>11}{'MB fp32':>9}"
-            f"{'MB packed':>10}{'MMACs':>9}{'binary':>8}{'adds':>8}{'µJ':>8}"
-        )
-        lines = [header, "-" * len(header)]
-        for r in self.rows:
-            lines.append(
-                f"{r.name[:33]:<34}{_bits(r.weight_bits):>7}{_bits(r.input_bits):>7}"
-                f"{r.params:>11,}{r.memory_trained / 1e6:>9.3f}{r.memory_deployed / 1e6:>10.3f}"
-                f"{r.macs / 1e6:>9.2f}{_mega(r.binary_ops):>8}{_mega(r.adds):>8}"
-                f"{r.energy_pj / 1e6:>8.2f}"
-            )
-        lines.append("-" * len(header))
+    def energy_unit(self) -> tuple[str, float]:
+        """The unit (and pJ per unit) that fits the total: nJ below 1 µJ, µJ below 1 mJ."""
+        total = self.total("energy_pj")
+        return ("nJ", 1e3) if total < 1e6 else ("µJ", 1e6) if total < 1e9 else ("mJ", 1e9)
+
+    def table(self):
+        """The summary as a ``rich`` table (aligned columns, totals in its footer)."""
+        from rich import box
+        from rich.table import Table
+
+        unit, per = self.energy_unit()
         trained, deployed = self.total("memory_trained"), self.total("memory_deployed")
         macs, binary = self.total("macs"), self.total("binary_ops")
-        lines.append(
-            f"{'total':<34}{'':>7}{'':>7}{int(self.total('params')):>11,}{trained / 1e6:>9.3f}"
-            f"{deployed / 1e6:>10.3f}{macs / 1e6:>9.2f}{_mega(binary):>8}"
-            f"{_mega(self.total('adds')):>8}{self.total('energy_pj') / 1e6:>8.2f}"
+        table = Table(box=box.SIMPLE, show_footer=True, pad_edge=False)
+        columns = [
+            ("layer", "total", "left"),
+            ("output", "", "left"),
+            ("W bits", "", "right"),
+            ("A bits", "", "right"),
+            ("params", f"{int(self.total('params')):,}", "right"),
+            ("MB fp32", f"{trained / 1e6:.3f}", "right"),
+            ("MB packed", f"{deployed / 1e6:.3f}", "right"),
+            ("MMACs", f"{macs / 1e6:.2f}", "right"),
+            ("M binary", _mega(binary), "right"),
+            ("M adds", _mega(self.total("adds")), "right"),
+            (f"energy {unit}", f"{self.total('energy_pj') / per:.3g}", "right"),
+        ]
+        for name, footer, justify in columns:
+            table.add_column(name, footer=footer, justify=justify, no_wrap=True)
+        for r in self.rows:
+            table.add_row(
+                r.name,
+                "×".join(map(str, r.output_shape)) if r.output_shape else "",
+                _bits(r.weight_bits),
+                _bits(r.input_bits),
+                f"{r.params:,}",
+                f"{r.memory_trained / 1e6:.3f}",
+                f"{r.memory_deployed / 1e6:.3f}",
+                f"{r.macs / 1e6:.2f}",
+                _mega(r.binary_ops),
+                _mega(r.adds),
+                f"{r.energy_pj / per:.3g}",
+            )
+        return table
+
+    def notes(self) -> str:
+        trained, deployed = self.total("memory_trained"), self.total("memory_deployed")
+        macs, binary = self.total("macs"), self.total("binary_ops")
+        return (
+            f"{int(self.total('params')):,} trainable parameters + {self.non_trainable:,} "
+            f"non-trainable values (BatchNorm statistics, quantizer state); memory compression "
+            f"{trained / max(deployed, 1):.1f}x; {100 * binary / max(macs, 1):.1f}% of MACs "
+            "binary; per example; energy from the 45 nm table (bnnlab.diagnostics.summary)"
         )
-        lines.append(
-            f"memory compression {trained / max(deployed, 1):.1f}x; "
-            f"{100 * binary / max(macs, 1):.1f}% of MACs binary; per example; energy from the "
-            "45 nm table (bnnlab.diagnostics.summary)"
-        )
-        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        import io
+
+        from rich.console import Console
+
+        out = io.StringIO()
+        Console(file=out, width=240, color_system=None, soft_wrap=False).print(self.table())
+        lines = [line.rstrip() for line in out.getvalue().splitlines() if line.strip()]
+        return "\n".join([*lines, self.notes()])
 
 
 def _bits(bits: int) -> str:
@@ -164,6 +203,7 @@ def summary(model, input_shape, *, print_fn=print, **call_kwargs) -> Summary:
                 binary_ops=macs if w_bits == 1 and a_bits == 1 else 0,
                 # An adder "MAC" is a subtraction and an accumulation: two additions.
                 adds=2 * macs if isinstance(module, adder.AdderConv) else 0,
+                output_shape=tuple(out.shape[1:]),
             )
         )
         return out
@@ -180,7 +220,13 @@ def summary(model, input_shape, *, print_fn=print, **call_kwargs) -> Summary:
         records.append(
             Row("other (BatchNorm, activations, …)", "other", 32, 32, total - counted, 0, 0, 0, 0)
         )
-    result = Summary(records)
+    non_trainable = sum(
+        x.size
+        for c, v in variables.items()
+        if c in ("batch_stats", quantized.STATE_COLLECTION)
+        for x in jax.tree.leaves(v)
+    )
+    result = Summary(records, non_trainable)
     if print_fn is not None:
         print_fn(str(result))
     return result

@@ -219,7 +219,10 @@ def _jit_steps(config, common: dict, training: dict, shardings, diagnose: bool):
 
 def _describe(exp: Experiment) -> None:
     config = exp.config
-    summary_lib.summary(exp.model, exp.example.shape[1:], print_fn=logging.info)
+    # On its own lines, so the log prefix does not push the header off its columns.
+    summary_lib.summary(
+        exp.model, exp.example.shape[1:], print_fn=lambda text: logging.info("Model:\n%s", text)
+    )
     logging.info(
         "%s on %s: %d parameters, %d quantized layers, %d steps (%d per epoch), mesh %s",
         config.model_name,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import pathlib
-import sys
 import time
 
 import jax
@@ -26,6 +25,7 @@ from flax import serialization
 from bnnlab import data, runs
 from bnnlab.diagnostics import tracking
 from bnnlab.runs import checkpoint, identity, lock, metrics, storage
+from bnnlab.train import console
 from bnnlab.train import experiment as experiment_lib
 
 TIMING_KEYS = ("step_time", "images_per_sec")
@@ -195,21 +195,14 @@ class _Window:
         return record
 
 
-def _progress_bar(config, primary: bool, total: int, initial: int):
-    if not (config.progress_bar and primary and sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step")
-
-
 class _Logger:
     """Where a run's records go: the metrics file, the log and the progress bar."""
 
     def __init__(self, exp, workdir: pathlib.Path, start: int, primary: bool):
         self.total = exp.total_steps
         self.writer = metrics.Writer(workdir, start, enabled=primary)
-        self.bar = _progress_bar(exp.config, primary, self.total, start)
+        self.bar = console.progress_bar(exp.config, primary, self.total, start)
+        self.compiles = console.CompileNotices()
 
     def step(self) -> None:
         if self.bar is not None:
@@ -295,6 +288,8 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
     if primary:
         identity.check(config, workdir)  # before any checkpoint is touched
     ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints)
+    if primary:
+        logging.info("Restoring the newest checkpoint, or compiling the model's initialisation.")
     state, start = _restore_or_init(exp, ckpts)
     if primary and exp.describe is not None:
         exp.describe(exp)
@@ -302,8 +297,6 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
     if start >= total:
         logging.info("Already trained to step %d; evaluating only.", start)
         end = start
-    elif start == 0:
-        logging.info("Initial compilation, this might take a minute.")
     log = _Logger(exp, workdir, start, primary)
     batches = _Batches(exp, start, _data_state(ckpts, start))
     window, last_saved, final = _Window(exp), start, {}
@@ -312,6 +305,7 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
         for step in range(start, end):
             task = exp.task_of(step)
             batch = exp.device_batch(next(batches))
+            log.compiles.before("train", "the training step")
             state, step_metrics = exp.train_step(
                 state, batch, task.collections, exp.teacher_variables
             )
@@ -325,9 +319,11 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
                 log.train(done, record)
                 ckpts.check()  # a background save the disk refused stops the run now
             if exp.diagnostics_step is not None and done % config.diagnostics_every_steps == 0:
+                log.compiles.before("diagnostics", "the diagnostics step (per-layer statistics)")
                 diagnostics, state = exp.diagnostics_step(state, batch, task.collections)
                 log.writer.write(done, "diagnostics", jax.device_get(diagnostics))
             if exp.schedule.evaluates_at(done, config.eval_every_epochs):
+                log.compiles.before("eval", "the eval step")
                 final = {**evaluate(exp, state), "epoch": done / exp.steps_per_epoch}
                 log.eval(done, final)
             if done % config.checkpoint_every_steps == 0 or done in (total, end):

@@ -20,6 +20,6 @@ def test_inspect_a_trained_workdir(tmp_path, capsys):
         data = (tmp_path / "out" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
     printed = capsys.readouterr().out
-    assert "stage2_unit1/conv" in printed and "bit_entropy" in printed
+    assert "stage2_unit1/conv" in printed and "bit entropy" in printed
     with pytest.raises(ValueError, match="No checkpoint at step 3"):
         report.inspect_run(tmp_path / "run", step=3)

@@ -52,3 +52,28 @@ def test_summary_of_a_rule_quantized_flax_model():
     rows = {r.name: r for r in bnnlab.summary(qmodel, (8, 8, 3), print_fn=None).rows}
     assert (rows["Conv_1"].weight_bits, rows["Conv_1"].input_bits) == (1, 1)
     assert rows["Conv_0"].weight_bits == 32 and rows["Conv_1"].binary_ops == 64 * 72 * 8
+
+
+def test_the_printed_table_is_aligned_with_shapes_counts_and_a_fitting_energy_unit():
+    model = models.get("resnet18_cifar", quant=QuantSpec("recu", "recu_act", "uniform"), width=0.25)
+    printed = []
+    result = bnnlab.summary(model, (8, 8, 1), print_fn=printed.append)
+    lines = printed[0].splitlines()
+    header = next(line for line in lines if "params" in line and "layer" in line)
+    starts = ("stem/", "stage", "head/", "other", "total")
+    rows = [line for line in lines if line.lstrip().startswith(starts)]
+    assert len(rows) == len(result.rows) + 1 == 19 + 1
+    # Right-justified columns end where their header ends, on every row.
+    for column, value_of in (("params", lambda r: f"{r.params:,}"), ("MMACs", None)):
+        end = header.index(column) + len(column)
+        for line, row in zip(rows, result.rows, strict=False):
+            if value_of is not None:
+                assert line[:end].endswith(value_of(row)), (column, line)
+            assert line[end : end + 1] in ("", " "), (column, line)
+    assert "8×8×16" in rows[0] and "1×1×128" in rows[-4]
+    assert rows[-1].split()[1] == f"{int(result.total('params')):,}"
+    # The energy of this small model is tens of nJ: the unit is nJ, and no binary layer reads 0.
+    assert "energy nJ" in header and result.energy_unit() == ("nJ", 1e3)
+    binary_rows = [line for line in rows if line.lstrip().startswith("stage")]
+    assert all(line.split()[-1] not in ("0", "0.00") for line in binary_rows)
+    assert "trainable parameters" in lines[-1] and "non-trainable" in lines[-1]
