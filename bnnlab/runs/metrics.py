@@ -12,6 +12,8 @@ import math
 import os
 import pathlib
 
+import numpy as np
+
 from bnnlab.runs import storage
 
 METRICS_FILE = "metrics.jsonl"
@@ -93,6 +95,42 @@ class Writer:
         except OSError as e:
             self._refused(e)
 
+    def histograms(self, step: int, arrays: dict) -> None:
+        """TensorBoard histograms (``weights/<name>``) of ``arrays`` at ``step``."""
+        if not self.enabled or self._tb is None:
+            return
+        try:
+            for name, values in arrays.items():
+                # 64 bins: enough to see a distribution, small enough for every diagnostics step.
+                values = np.asarray(values, np.float32).ravel()
+                self._tb.add_histogram(f"weights/{name}", values, step, bins=64)
+        except OSError as e:
+            self._refused(e)
+
+    def hparams(self, config: dict, results: dict) -> None:
+        """The run's hyper-parameters (the config's scalar and string fields, flattened) with
+        its final ``results``, for TensorBoard's HParams dashboard (written under
+        ``tensorboard/hparams``)."""
+        if not self.enabled or self._tb is None:
+            return
+        flat = {}
+        for key, value in _flatten(config).items():
+            if isinstance(value, (bool, int, float, str)):
+                flat[key] = value
+            elif value is None:
+                flat[key] = "None"
+            elif isinstance(value, (list, tuple)):
+                flat[key] = json.dumps(value)
+        scores = {
+            f"hparam/{k}": float(v)
+            for k, v in results.items()
+            if isinstance(v, (int, float)) and k.startswith(("accuracy", "loss"))
+        }
+        try:
+            self._tb.add_hparams(flat, scores, name="hparams")
+        except OSError as e:
+            self._refused(e)
+
     def _refused(self, error: OSError):
         reason = storage.write_failure(error)
         if reason is None:
@@ -112,6 +150,16 @@ class Writer:
                 self._tb.close()
         except OSError as e:
             self._refused(e)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _plain(value):

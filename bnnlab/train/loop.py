@@ -20,7 +20,7 @@ import time
 
 import jax
 import numpy as np
-from flax import serialization
+from flax import serialization, traverse_util
 
 from bnnlab import data, runs
 from bnnlab.diagnostics import tracking
@@ -203,6 +203,7 @@ class _Logger:
         self.writer = metrics.Writer(workdir, start, enabled=primary)
         self.bar = console.progress_bar(exp.config, primary, self.total, start)
         self.compiles = console.CompileNotices()
+        self.hparams = None  # (config, final results) of a finished run
 
     def step(self) -> None:
         if self.bar is not None:
@@ -237,7 +238,25 @@ class _Logger:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        if self.hparams is not None:
+            self.writer.hparams(*self.hparams)
         self.writer.close()
+
+
+def _binary_kernels(exp, state) -> dict:
+    """The latent kernels of the binary layers (what the diagnostics track), on the host."""
+    if not exp.track_layers:
+        return {}
+    flat = traverse_util.flatten_dict(state.params, sep="/")
+    kernels = {p: flat.get(f"{p}/kernel") for p in tracking.binary_layers(exp.track_layers)}
+    # Only what this process holds whole (parameters sharded across hosts are skipped).
+    return jax.device_get(
+        {
+            p: k
+            for p, k in kernels.items()
+            if k is not None and (jax.process_count() == 1 or k.is_fully_replicated)
+        }
+    )
 
 
 def _check_finite(loss: float, done: int, steps: int, last_saved: int, ckpts) -> None:
@@ -322,6 +341,8 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
                 log.compiles.before("diagnostics", "the diagnostics step (per-layer statistics)")
                 diagnostics, state = exp.diagnostics_step(state, batch, task.collections)
                 log.writer.write(done, "diagnostics", jax.device_get(diagnostics))
+                if log.writer.enabled:
+                    log.writer.histograms(done, _binary_kernels(exp, state))
             if exp.schedule.evaluates_at(done, config.eval_every_epochs):
                 log.compiles.before("eval", "the eval step")
                 final = {**evaluate(exp, state), "epoch": done / exp.steps_per_epoch}
@@ -334,6 +355,8 @@ def _run(exp: experiment_lib.Experiment, workdir: pathlib.Path, stop_at: int | N
                 last_saved = done
         if start >= total:
             final = evaluate(exp, state)
+        if final and end == total:
+            log.hparams = (config.to_dict(), final)  # written at close, after the checkpoints
         failing = False
     finally:
         # The checkpoints first: their failure is the one to report (it says what is intact).
