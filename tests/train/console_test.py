@@ -15,7 +15,8 @@ def test_log_lines_print_above_the_progress_bar(monkeypatch):
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
-    level, root.level = root.level, logging.INFO
+    level = root.level
+    root.setLevel(logging.INFO)  # setLevel, not .level =: it clears the loggers' level cache
     try:
         bar = console.ProgressBar(total=10, initial=0)
         bar.update(3)
