@@ -100,9 +100,10 @@ def export_model(
     transform: str = "",
     image_size: int | None = None,
 ) -> ExportReport:
-    """Exports any Linen ``model`` (a user's own, with ``QuantConv``/``QuantDense`` layers)
-    with its trained ``variables``; ``export.load(path)`` rebuilds it from its class and
-    fields, or takes it as ``model=`` (``export.described``). Preprocessing as ``export``."""
+    """Exports any Linen ``model`` (a user's own, with ``QuantConv``/``QuantDense`` layers, or
+    an ordinary one quantized by rules: ``bnnlab.quantize_model``) with its ``variables``;
+    ``export.load(path)`` rebuilds it from its class, fields and rules, or takes it as
+    ``model=`` (``export.described``). Preprocessing as ``export``."""
     manifest = dict(
         model=described.describe(model),
         call=described.call_kwargs(model),

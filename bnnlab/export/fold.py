@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -60,6 +61,33 @@ class _Call:
     output: jax.Array
 
 
+@dataclasses.dataclass(frozen=True)
+class RuleConv:
+    """An ``nn.Conv`` that a ``quantize_model`` rule quantizes, seen with QuantConv's
+    attributes (its rule's quantizers and pad value), so it packs like a QuantConv."""
+
+    conv: nn.Conv
+    rule: Any
+
+    kernel_quantizer = property(lambda self: self.rule.kernel)
+    input_quantizer = property(lambda self: self.rule.inputs)
+    pad_value = property(lambda self: self.rule.pad_value)
+
+    def __getattr__(self, name):
+        return getattr(self.conv, name)
+
+
+def rule_view(model, module):
+    """``module`` as a ``RuleConv`` when a rule of ``model`` (a QuantizedModel) quantizes it."""
+    rule_for = getattr(model, "rule_for", None)
+    if rule_for is None or type(module) is not nn.Conv:
+        return module
+    index = rule_for("/".join(module.path))
+    if index is None or model.rules[index].is_float:
+        return module
+    return RuleConv(module, model.rules[index])
+
+
 def _trace(model: nn.Module, variables, example: jax.Array, call: dict) -> list[_Call]:
     """Every QuantConv / BatchNorm / RSign call of an eval forward pass (``model.apply(v, x,
     **call)``), with its in/out tracers."""
@@ -69,9 +97,9 @@ def _trace(model: nn.Module, variables, example: jax.Array, call: dict) -> list[
         out = next_fun(*args, **kwargs)
         module = context.module
         if context.method_name == "__call__" and isinstance(
-            module, (quantized.QuantConv, nn.BatchNorm, activations.RSign)
+            module, (quantized.QuantConv, nn.Conv, nn.BatchNorm, activations.RSign)
         ):
-            calls.append(_Call(module, "/".join(module.path), args[0], out))
+            calls.append(_Call(rule_view(model, module), "/".join(module.path), args[0], out))
         return out
 
     def forward(v, x):
@@ -163,7 +191,7 @@ def pack_model(
     packed = []
     for call in calls:
         m = call.module
-        if not isinstance(m, quantized.QuantConv) or not _plain_2d(m):
+        if not isinstance(m, (quantized.QuantConv, RuleConv)) or not _plain_2d(m):
             continue
         p = _subtree(params, call.path)
         kernel = _binary_kernel(m, p, _subtree(qstate, call.path))

@@ -12,7 +12,7 @@ import numpy as np
 from flax import traverse_util
 
 from bnnlab import quant
-from bnnlab.export import archive, described, inputs
+from bnnlab.export import archive, described, fold, inputs
 from bnnlab.kernels import xnor
 
 _FLOAT_COLLECTIONS = ("params", "batch_stats", "quant_state")
@@ -111,7 +111,7 @@ class PackedModel:
                 return next_fun(*args, **kwargs)
             geometry = self._geometry[path]
             kernel, transform = packed[path]
-            iq = quant.resolve(context.module.input_quantizer)
+            iq = quant.resolve(fold.rule_view(self.model, context.module).input_quantizer)
             # Exactly ±1 (checked at export); without a quantizer, an RSign output already is.
             x = args[0] if iq is None else iq(args[0], progress=None, train=False)
             y = xnor.xnor_conv2d(

@@ -121,6 +121,11 @@ class Checkpoints:
             if not self._failed:
                 self.wait()
         finally:
+            if self._failed:
+                # Let orbax's finalize thread end first: running on, it can write into the
+                # partial directory after the removal below.
+                with contextlib.suppress(Exception):
+                    self._manager.wait_until_finished()
             with contextlib.suppress(Exception) if self._failed else contextlib.nullcontext():
                 self._manager.close()
             if self._failed:  # orbax's threads may have written more after the failure

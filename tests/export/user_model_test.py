@@ -88,9 +88,35 @@ def test_a_model_without_json_fields_is_passed_at_load(tmp_path, importable):
     )
 
 
-def test_rule_quantized_models_are_refused_with_what_to_do():
+class PlainNet(nn.Module):
+    """An ordinary float Flax CNN (nn.Conv, nn.BatchNorm, nn.Dense), quantized by rules."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Conv(16, (3, 3), name="stem")(x)
+        for i in range(2):
+            x = nn.Conv(16, (3, 3), use_bias=False, name=f"body{i}")(x)
+            x = nn.BatchNorm(use_running_average=not train, name=f"bn{i}")(x)
+        return nn.Dense(10, name="head")(x.mean((1, 2)))
+
+
+def test_a_rule_quantized_model_exports_packed_and_matches(tmp_path, importable):
     from bnnlab import Rule, quantize_model
 
-    wrapped = quantize_model(TinyBinaryNet(), [Rule("stem", kernel="ste_sign")], on_unused="ignore")
-    with pytest.raises(TypeError, match=r"quantized by rules .* not exportable yet"):
-        export.export_model(wrapped, {}, (8, 8, 3), "unused.npz")
+    rules = [Rule("body.*", kernel="ste_sign", inputs="ste_sign(clip_value=1.5)")]
+    qmodel = quantize_model(PlainNet(), rules)
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 8, 3)), jnp.float32)
+    variables = qmodel.init(jax.random.key(0), x, train=False)
+    _, stats = qmodel.apply(variables, 3 * x + 1, train=True, mutable=["batch_stats"])
+    variables = {**variables, **stats}
+    report = export.export_model(qmodel, variables, (8, 8, 3), tmp_path / "rules.npz")
+    assert report.packed_layers == ("body0", "body1")
+    assert report.folded_batch_norms == ("bn0", "bn1")
+    manifest = archive.load(tmp_path / "rules.npz")[0]
+    assert manifest["model"]["rules"][0]["inputs"] == "ste_sign(clip_value=1.5)"
+    assert manifest["call"] == {"train": False, "quant_train": False}
+    want = qmodel.apply(variables, x, train=False, quant_train=False)
+    packed = export.load(tmp_path / "rules.npz")  # rebuilt: the module and its rules
+    got = packed(x, normalized=True)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert (np.argmax(got, -1) == np.argmax(want, -1)).all()
