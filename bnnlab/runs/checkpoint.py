@@ -129,11 +129,24 @@ class Checkpoints:
             with contextlib.suppress(Exception) if self._failed else contextlib.nullcontext():
                 self._manager.close()
             if self._failed:  # orbax's threads may have written more after the failure
-                self._remove_partial()
+                self._remove_partial(settle=5.0)
 
-    def _remove_partial(self) -> None:
-        for partial in self.directory.glob("*.orbax-checkpoint-tmp*"):
-            shutil.rmtree(partial, ignore_errors=True)
+    def _remove_partial(self, settle: float = 0.0) -> None:
+        """Removes unfinished checkpoint directories. With ``settle`` > 0, repeats until none
+        is left on two looks 0.2 s apart (at most ``settle`` seconds): a write still in flight
+        in one of orbax's or TensorStore's threads can land in a directory being removed."""
+        deadline = time.monotonic() + settle
+        clear_once = False
+        while True:
+            partials = list(self.directory.glob("*.orbax-checkpoint-tmp*"))
+            for partial in partials:
+                shutil.rmtree(partial, ignore_errors=True)
+            if not partials and (clear_once or settle <= 0):
+                return
+            clear_once = not partials
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
 
     def restore_raw(self, step: int | None = None):
         """(tree, step): a checkpoint as saved (nested dicts of arrays), newest by default."""
