@@ -114,6 +114,41 @@ def _quantizing_op(base_op, rule: Rule, progress, train: bool, is_conv: bool):
     return conv if is_conv else dot
 
 
+def checked_rules(rules, on_unused: str) -> tuple[Rule, ...]:
+    """``rules`` as a tuple, or an error naming what is wrong with them or ``on_unused``."""
+    if on_unused not in ON_UNUSED:
+        raise ValueError(f"on_unused must be one of {ON_UNUSED}, got {on_unused!r}.")
+    rules = tuple(rules)
+    if not rules:
+        raise ValueError("quantize_model needs at least one Rule.")
+    for r in rules:
+        if not isinstance(r, Rule):
+            raise TypeError(f"Expected bnnlab.Rule objects, got {type(r).__name__}: {r!r}.")
+    return rules
+
+
+def rule_index(rules, path: str) -> int | None:
+    """Index of the first rule whose pattern fully matches ``path``, or None."""
+    return next((i for i, r in enumerate(rules) if re.fullmatch(r.module_path, path)), None)
+
+
+def report_unused(rules, seen: dict[str, tuple[str, int | None]], on_unused: str, what: str):
+    """Raises or warns (``on_unused``) about rules that matched none of the ``seen`` modules
+    (path → (kind, rule index)); ``what`` names those modules in the message."""
+    used = {index for _, index in seen.values()}
+    unused = [r.module_path for i, r in enumerate(rules) if i not in used]
+    if not unused or on_unused == "ignore":
+        return
+    paths = ", ".join(f"{p} ({kind})" for p, (kind, _) in sorted(seen.items())) or "none"
+    message = (
+        f"quantize_model rule(s) {unused} matched no module (patterns are re.fullmatch'ed "
+        f"against '/'-joined paths; the first matching rule wins). {what}: {paths}."
+    )
+    if on_unused == "error":
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=4)
+
+
 class QuantizedModel:
     """A Linen model whose matching Conv/Dense modules compute with quantized operands.
 
@@ -124,16 +159,8 @@ class QuantizedModel:
     """
 
     def __init__(self, model: nn.Module, rules, on_unused: str = "error"):
-        if on_unused not in ON_UNUSED:
-            raise ValueError(f"on_unused must be one of {ON_UNUSED}, got {on_unused!r}.")
-        rules = tuple(rules)
-        if not rules:
-            raise ValueError("quantize_model needs at least one Rule.")
-        for r in rules:
-            if not isinstance(r, Rule):
-                raise TypeError(f"Expected bnnlab.Rule objects, got {type(r).__name__}: {r!r}.")
         self.model = model
-        self.rules = rules
+        self.rules = checked_rules(rules, on_unused)
         self.on_unused = on_unused
 
     def __getattr__(self, name):
@@ -141,9 +168,7 @@ class QuantizedModel:
 
     def rule_for(self, path: str) -> int | None:
         """Index of the first rule matching ``path``, or None."""
-        return next(
-            (i for i, r in enumerate(self.rules) if re.fullmatch(r.module_path, path)), None
-        )
+        return rule_index(self.rules, path)
 
     def _intercept(self, progress, train: bool, seen: dict[str, tuple[str, int | None]]):
         def interceptor(next_fun, args, kwargs, context):
@@ -179,19 +204,7 @@ class QuantizedModel:
         return nn.intercept_methods(interceptor)
 
     def _check_unused(self, seen):
-        used = {index for _, index in seen.values()}
-        unused = [r.module_path for i, r in enumerate(self.rules) if i not in used]
-        if not unused or self.on_unused == "ignore":
-            return
-        paths = ", ".join(f"{p} ({kind})" for p, (kind, _) in sorted(seen.items())) or "none"
-        message = (
-            f"quantize_model rule(s) {unused} matched no module (patterns are re.fullmatch'ed "
-            f"against '/'-joined paths; the first matching rule wins). Conv/Dense modules "
-            f"called: {paths}."
-        )
-        if self.on_unused == "error":
-            raise ValueError(message)
-        warnings.warn(message, stacklevel=3)
+        report_unused(self.rules, seen, self.on_unused, "Conv/Dense modules called")
 
     def _run(self, fn, progress, train):
         progress = quant.base.resolve_progress(progress) if progress is not None else None

@@ -19,8 +19,6 @@ per-call context to carry a traced progress.
 from __future__ import annotations
 
 import functools
-import re
-import warnings
 
 from flax import nnx
 
@@ -50,37 +48,19 @@ def _quantizing_class(base: type) -> type:
 def quantize(model: nnx.Module, rules, on_unused: str = "error") -> nnx.Module:
     """A copy of ``model`` whose ``nnx.Conv``/``nnx.Linear`` modules matched by ``rules``
     quantize (first match wins); see the module docstring."""
-    if on_unused not in intercept.ON_UNUSED:
-        raise ValueError(f"on_unused must be one of {intercept.ON_UNUSED}, got {on_unused!r}.")
-    rules = tuple(rules)
-    if not rules:
-        raise ValueError("quantize_model needs at least one Rule.")
-    for r in rules:
-        if not isinstance(r, intercept.Rule):
-            raise TypeError(f"Expected bnnlab.Rule objects, got {type(r).__name__}: {r!r}.")
+    rules = intercept.checked_rules(rules, on_unused)
     model = nnx.clone(model)
     seen: dict[str, tuple[str, int | None]] = {}
     for path, node in nnx.iter_graph(model):
         if not isinstance(node, (nnx.Conv, nnx.Linear)):
             continue
         name = "/".join(map(str, path))
-        index = next((i for i, r in enumerate(rules) if re.fullmatch(r.module_path, name)), None)
+        index = intercept.rule_index(rules, name)
         seen[name] = (type(node).__name__, index)
         if index is None or rules[index].is_float:
             continue
         node.__class__ = _quantizing_class(type(node))
         node.quant_rule = rules[index]
         node.deterministic = False  # nnx's train flag: Module.eval() sets it to True
-    used = {index for _, index in seen.values()}
-    unused = [r.module_path for i, r in enumerate(rules) if i not in used]
-    if unused and on_unused != "ignore":
-        paths = ", ".join(f"{p} ({kind})" for p, (kind, _) in sorted(seen.items())) or "none"
-        message = (
-            f"quantize_model rule(s) {unused} matched no module (patterns are re.fullmatch'ed "
-            f"against '/'-joined attribute paths; the first matching rule wins). nnx.Conv / "
-            f"nnx.Linear modules: {paths}."
-        )
-        if on_unused == "error":
-            raise ValueError(message)
-        warnings.warn(message, stacklevel=3)
+    intercept.report_unused(rules, seen, on_unused, "nnx.Conv / nnx.Linear modules")
     return model

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from bnnlab import runs
-from bnnlab.diagnostics import plots, stats, tracking
+from bnnlab.diagnostics import plots, stats, summary, tracking
 from bnnlab.layers import inventory
 from bnnlab.runs import metrics
 
@@ -91,10 +91,7 @@ COLUMNS = {  # table column → header
 def format_table(table: dict[str, dict]) -> str:
     """The per-layer table as aligned text (``rich``). The quantization error is left out
     for SiMaN, whose {0, 1} code is not a reconstruction of the weights."""
-    import io
-
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     columns = [c for c in COLUMNS if any(c in row for row in table.values())]
@@ -111,9 +108,7 @@ def format_table(table: dict[str, dict]) -> str:
                 v = "—"
             cells.append(f"{v:.4f}" if isinstance(v, float) else str(v))
         out.add_row(path, row["quantizer"], *cells)
-    text = io.StringIO()
-    Console(file=text, width=250, color_system=None, soft_wrap=False).print(out)
-    return "\n".join(line.rstrip() for line in text.getvalue().splitlines() if line.strip())
+    return summary.render(out)
 
 
 def inspect_run(workdir, step: int | None = None, out=None) -> dict:

@@ -128,14 +128,18 @@ class Summary:
         )
 
     def __str__(self) -> str:
-        import io
+        return f"{render(self.table())}\n{self.notes()}"
 
-        from rich.console import Console
 
-        out = io.StringIO()
-        Console(file=out, width=240, color_system=None, soft_wrap=False).print(self.table())
-        lines = [line.rstrip() for line in out.getvalue().splitlines() if line.strip()]
-        return "\n".join([*lines, self.notes()])
+def render(table) -> str:
+    """A ``rich`` table as plain text (no colour, no wrapping, no blank lines), for logs."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=250, color_system=None, soft_wrap=False).print(table)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines() if line.strip())
 
 
 def _bits(bits: int) -> str:

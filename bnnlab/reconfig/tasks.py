@@ -149,12 +149,6 @@ def build_data(config, tasks: list[Task], process_index: int = 0, process_count:
     return loaders, evals
 
 
-def keyed_sizes(template) -> dict[str, int]:
-    """Layer path → latent size, for every keyed layer of a model's ``task`` collection."""
-    flat = traverse_util.flatten_dict(template, sep="/")
-    return {k[: -len("/perm")]: v.shape[0] for k, v in flat.items() if k.endswith("/perm")}
-
-
 def task_variables(template, task: Task, seed: bytes, model_seed: bytes) -> dict:
     """The ``task`` collection that makes the model compute ``task`` under the task's
     ``seed`` and the ``model_seed`` (``derive``): permutations, masks, row, class count."""

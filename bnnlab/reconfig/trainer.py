@@ -117,6 +117,9 @@ def train_and_evaluate(
     keys' check value; resuming with other keys is refused (``guard.WrongKeys``)."""
     if key_material is None:
         key_material = keys_lib.load(demo=config.reconfig.demo_keys)
-    experiment_ = build(config, key_material)
+    # A valid config first (so no key record is written for a run that cannot start), then
+    # the keys, before build derives every task's permutations and loads the data.
+    config_lib.validate(config)
+    _check(config)
     guard.check_workdir(workdir, key_material)
-    return loop.run(experiment_, workdir, stop_at)
+    return loop.run(build(config, key_material), workdir, stop_at)

@@ -13,6 +13,8 @@ import json
 import pathlib
 import time
 
+from flax import traverse_util
+
 from bnnlab.runs import CONFIG_FILE, save_config
 
 CHANGES_FILE = "config_changes.jsonl"
@@ -37,21 +39,11 @@ class ConfigChanged(ValueError):
     """The config differs from the workdir's recorded one in keys that matter."""
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def differences(config, workdir) -> dict[str, tuple]:
     """Key → (recorded, now) for every key that matters and differs."""
     path = pathlib.Path(workdir) / CONFIG_FILE
-    recorded = _flat(json.loads(path.read_text()))
-    now = _flat(json.loads(config.to_json_best_effort()))
+    recorded = traverse_util.flatten_dict(json.loads(path.read_text()), sep=".")
+    now = traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
     keys = (set(recorded) | set(now)) - NEUTRAL
     return {k: (recorded.get(k), now.get(k)) for k in sorted(keys) if recorded.get(k) != now.get(k)}
 

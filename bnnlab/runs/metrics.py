@@ -13,6 +13,7 @@ import os
 import pathlib
 
 import numpy as np
+from flax import traverse_util
 
 from bnnlab.runs import storage
 
@@ -114,7 +115,7 @@ class Writer:
         if not self.enabled or self._tb is None:
             return
         flat = {}
-        for key, value in _flatten(config).items():
+        for key, value in traverse_util.flatten_dict(config, sep=".").items():
             if isinstance(value, (bool, int, float, str)):
                 flat[key] = value
             elif value is None:
@@ -150,16 +151,6 @@ class Writer:
                 self._tb.close()
         except OSError as e:
             self._refused(e)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _plain(value):
