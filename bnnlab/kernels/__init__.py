@@ -11,6 +11,7 @@ anywhere), plain XLA, and a pure-jnp reference per op.
   platforms  which implementation runs on the platform being lowered for
   patches    im2col from strided slices
   cpu        the native CPU kernel
+  native_build  compiles the C++ kernels on first use, into a cache (``build``: ahead of time)
 """
 
 from bnnlab.kernels import adder, backend, bitpack, options, patches, xnor

@@ -1,10 +1,10 @@
 """The native CPU XNOR-popcount matmul (``csrc/xnor_cpu.cc``), an XLA FFI custom call.
 
-``pip install -e .`` compiles it with the system C++ compiler into ``_xnor_cpu.so`` beside this
-file (``setup.py``'s build step; ``python setup.py build_native`` rebuilds it). It runs inside
+Its first use compiles it with the system C++ compiler against the installed jaxlib's headers,
+into a cache (``native_build``; a few seconds, once per source and jaxlib). It runs inside
 ``jit`` like any XLA op and picks its instruction set at run time: AVX-512 VPOPCNTDQ, AVX2, or
 portable scalar code (``isa`` forces one; the environment variable ``BNNLAB_CPU_ISA=scalar|avx2``
-caps the choice, e.g. to run as on an older CPU). When the library is missing or fails to load,
+caps the choice, e.g. to run as on an older CPU). When it cannot be built or fails to load,
 ``available()`` is False with the reason in ``unavailable_reason()``, and ``backend="auto"``
 falls back to the XLA path with one warning.
 """
@@ -14,13 +14,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-LIBRARY = pathlib.Path(__file__).with_name("_xnor_cpu.so")
+from bnnlab.kernels import native_build
+
+SOURCE = "xnor_cpu"
 TARGET = "bnnlab_xnor_matmul"
 PANELS_TARGET = "bnnlab_xnor_matmul_panels"
 CONV_TARGET = "bnnlab_xnor_conv2d_panels"
@@ -29,13 +30,12 @@ ISAS = ("auto", "scalar", "avx2", "avx512")  # index = the kernel's `isa` attrib
 
 @functools.cache
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    if not LIBRARY.exists():
-        return None, (
-            f"{LIBRARY.name} was not built (no C++ compiler at install time?); reinstall with "
-            "`pip install -e .` or run `python setup.py build_native`"
-        )
     try:
-        lib = ctypes.CDLL(str(LIBRARY))
+        library = native_build.build(SOURCE)
+    except native_build.BuildFailed as e:
+        return None, f"the native kernel could not be built: {e}"
+    try:
+        lib = ctypes.CDLL(str(library))
         for target, symbol in (
             (TARGET, lib.BnnlabXnorMatmul),
             (PANELS_TARGET, lib.BnnlabXnorMatmulPanels),
@@ -43,7 +43,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         ):
             jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(symbol), platform="cpu")
     except (OSError, AttributeError, ValueError) as e:
-        return None, f"{LIBRARY.name} failed to load: {e}"
+        return None, f"{library} failed to load: {e}"
     lib.bnnlab_supported_isas.restype = ctypes.c_int64
     return lib, None
 

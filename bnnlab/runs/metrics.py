@@ -145,12 +145,44 @@ class Writer:
     def close(self) -> None:
         if not self.enabled:
             return
+        refused = None
         try:
             self._file.close()
-            if self._tb is not None:
-                self._tb.close()
         except OSError as e:
-            self._refused(e)
+            refused = e
+        if self._tb is not None:
+            try:
+                self._tb.close()
+            except OSError as e:
+                refused = refused or e
+                _stop_event_threads(self._tb)
+        if refused is not None:
+            self._refused(refused)
+
+
+def _stop_event_threads(tb) -> None:
+    """After a refused final flush, tensorboardX leaves its writer thread running; it would
+    retry the flush and die with a traceback in whatever runs next. tensorboardX has no public
+    way to abandon a writer, hence its private fields, best effort."""
+    for writer in getattr(tb, "all_writers", {}).values():
+        events = getattr(writer, "event_writer", None)
+        worker = getattr(events, "_worker", None)
+        if worker is None:
+            continue
+        worker._record_writer = _Discard()
+        try:
+            worker.stop()
+        except Exception:
+            pass
+        events._closed = True  # its exit hook would flush (and fail) again
+
+
+class _Discard:
+    def write_event(self, event):
+        pass
+
+    def flush(self):
+        pass
 
 
 def _plain(value):

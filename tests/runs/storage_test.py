@@ -32,13 +32,15 @@ def _tree(path: pathlib.Path) -> dict:
 @pytest.fixture
 def tmpfs(tmp_path, request):
     """A file system of its own, 4 MB unless the test's ``size`` mark says otherwise (needs the
-    right to mount, as root in a container)."""
+    right to mount, as root in a container). ``huge=never``: a kernel that backs tmpfs files with
+    2 MB pages would fill 4 MB with two small files."""
     mark = request.node.get_closest_marker("size")
     mount = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
     size = mark.args[0] if mark else "4m"
+    options = f"size={size},huge=never"
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
@@ -95,26 +97,38 @@ def test_resume_without_room_for_a_checkpoint_is_refused(tmp_path, monkeypatch):
     assert _tree(workdir) == before
 
 
-def _fill(directory: pathlib.Path) -> pathlib.Path:
-    filler = directory / "filler"
-    with open(filler, "wb") as f:
+def _usage(directory: pathlib.Path) -> str:
+    """What holds the space of a full file system, for a failure message."""
+    stat = os.statvfs(directory)
+    files = sorted(directory.rglob("*"), key=lambda f: -f.lstat().st_blocks)[:12]
+    held = ", ".join(f"{f.relative_to(directory)}: {f.lstat().st_blocks * 512} B" for f in files)
+    return f"{stat.f_bavail * stat.f_frsize} B free, {stat.f_favail} inodes free; {held}"
+
+
+def _fill(filler: pathlib.Path) -> None:
+    """Fills the file system holding ``filler``, a file made before the run: writing into it
+    needs no new inode, so the fill itself cannot be what the full disk refuses."""
+    written = 0
+    with open(filler, "r+b") as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
+                written += 65536
         except OSError as e:
             assert e.errno == errno.ENOSPC
-    return filler
+    assert written, f"the disk was full before the fill: {_usage(filler.parent)}"
 
 
 def test_disk_full_at_a_save_is_one_error_and_the_run_resumes(tmpfs, monkeypatch):
     workdir = tmpfs / "run"
     save = checkpoint.Checkpoints.save
-    fillers = []
+    filler = tmpfs / "filler"
+    filler.touch()
 
     def fill_then_save(self, step, state, data=None):
         if step == 16:  # the disk fills up between the first and the second checkpoint
-            fillers.append(_fill(tmpfs))
+            _fill(filler)
         return save(self, step, state, data)
 
     monkeypatch.setattr(checkpoint.Checkpoints, "save", fill_then_save)
@@ -125,7 +139,7 @@ def test_disk_full_at_a_save_is_one_error_and_the_run_resumes(tmpfs, monkeypatch
     assert "resume from step 8" in message
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["8"]  # partial gone
     monkeypatch.undo()
-    fillers[0].unlink()  # room again: the same call resumes from step 8 and finishes
+    filler.unlink()  # room again: the same call resumes from step 8 and finishes
     result = train.train_and_evaluate(_smoke(), workdir)
     assert result["examples"] == 359
     assert [r["step"] for r in metrics.read(workdir) if r["split"] == "eval"][-1] == 16
@@ -160,6 +174,26 @@ def test_metrics_file_refused_by_the_disk_is_one_error(tmp_path):
     writer._file = Full()
     with pytest.raises(storage.SaveFailed, match=r"metrics\.jsonl, TensorBoard\): no space left"):
         writer.write(1, "train", {"loss": 1.0})
+
+
+def test_a_refused_tensorboard_flush_stops_its_writer_thread(tmp_path):
+    """Without the fix tensorboardX's thread outlived the run and died with a traceback in
+    whatever ran next (seen in CI after the full-disk test)."""
+    writer = metrics.Writer(tmp_path, 0)
+    writer.write(1, "train", {"loss": 1.0})
+    threads = [w.event_writer._worker for w in writer._tb.all_writers.values()]
+    assert threads and all(t.is_alive() for t in threads)
+
+    def full():
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    for w in writer._tb.all_writers.values():
+        w.event_writer._ev_writer.flush = full
+    with pytest.raises(storage.SaveFailed, match="no space left"):
+        writer.close()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
 
 
 def _main(workdir):
