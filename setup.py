@@ -38,6 +38,9 @@ setup(
         "rich>=13",
         "pillow>=10",
         "matplotlib>=3.7",
+        # The .tflite writer: TFLite's flatc-generated schema builders, flexbuffers for LCE.
+        "tflite>=2.18",
+        "flatbuffers>=24",
     ],
     package_data={"bnnlab.kernels": ["csrc/*.cc"]},
     extras_require={

@@ -99,3 +99,24 @@ def against_workdir(
 ) -> Agreement:
     """``against_run`` for the newest (or ``step``) checkpoint of ``workdir``."""
     return against_run(packed, runs.load(workdir, step), backend)
+
+
+def tflite_against_run(path, packed: PackedModel, run: runs.Run):
+    """The ``.tflite`` file at ``path`` in LCE's interpreter against ``packed`` on the run's
+    test images (``tflite.check``), or a line saying why it was not run."""
+    from bnnlab.export.tflite import check as tflite_check
+    from bnnlab.export.tflite import lce
+
+    if not lce.available():
+        return (
+            f"{path}: not run in LCE's interpreter (none at {lce.python()}; "
+            "`python -m bnnlab.export.tflite.lce --setup` makes one)"
+        )
+    raw = _raw_batches(run, packed)
+    if raw is None:
+        return f"{path}: not run in LCE (its test images need the eval crop; pass them resized)"
+    images = np.concatenate([b["image"][b["mask"]] for b in raw])
+    images = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    batch = tflite_check.file_batch(path)
+    images = images[: len(images) // batch * batch]
+    return tflite_check.against_export(path, packed, images)

@@ -100,7 +100,10 @@ class PackedModel:
     def packed_layers(self) -> list[str]:
         return list(self._geometry)
 
-    def _forward(self, float_vars, packed, images, backend):
+    def _forward(self, float_vars, packed, images, backend, conv=None):
+        """``conv(path, x, geometry)``, when given, stands in for the packed conv of ``path``
+        on its ±1 input (the TFLite export traces the model with a placeholder there)."""
+
         def interceptor(next_fun, args, kwargs, context):
             if context.method_name != "__call__":
                 return next_fun(*args, **kwargs)
@@ -114,6 +117,8 @@ class PackedModel:
             iq = quant.resolve(fold.rule_view(self.model, context.module).input_quantizer)
             # Exactly ±1 (checked at export); without a quantizer, an RSign output already is.
             x = args[0] if iq is None else iq(args[0], progress=None, train=False)
+            if conv is not None:
+                return conv(path, x, geometry)
             y = xnor.xnor_conv2d(
                 x,
                 kernel,
