@@ -14,7 +14,7 @@ from ml_collections import config_dict
 
 from bnnlab import config_ranges
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "case")
 TRAINERS = ("supervised", "reconfig")
 SCHEDULES = ("cosine", "linear", "constant", "piecewise")
 SCHEDULE_UNITS = ("epoch", "step")
@@ -57,8 +57,11 @@ def base() -> mlc.ConfigDict:
     # Optimisation.
     c.num_epochs = 400
     c.total_steps = -1  # > 0 overrides num_epochs × steps per epoch (smoke runs)
-    c.optimizer = "sgd"  # OPTIMIZERS
+    c.optimizer = "sgd"  # OPTIMIZERS; "case": Adam on binary latent kernels, SGD elsewhere
     c.lr = 0.1
+    # optimizer="case" (larq's CaseOptimizer, QuickNet's recipe): the binary latent kernels'
+    # Adam runs at lr × binary_lr_scale on the same schedule (1e-2 against SGD's 0.1).
+    c.binary_lr_scale = 0.1
     c.momentum = 0.9
     c.nesterov = False
     c.b1 = 0.9

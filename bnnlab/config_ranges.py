@@ -77,6 +77,7 @@ RANGES: dict[str, Range] = {
     "num_epochs": POSITIVE_INT,
     "total_steps": Range(low=1, integer=True, special=((-1, "num_epochs epochs"),)),
     "lr": Range(low=0, open_low=True),
+    "binary_lr_scale": Range(low=0, open_low=True),
     "momentum": FRACTION,
     "b1": FRACTION,
     "b2": FRACTION,

@@ -38,7 +38,11 @@ def test_validate_names_unknown_keys_with_suggestions():
 @pytest.mark.parametrize(
     "field,value,match",
     [
-        ("optimizer", "lamb", r"config\.optimizer = 'lamb' is not one of \('sgd', 'adam'\)"),
+        (
+            "optimizer",
+            "lamb",
+            r"config\.optimizer = 'lamb' is not one of \('sgd', 'adam', 'case'\)",
+        ),
         ("schedule", "step", "config.schedule = 'step' is not one of"),
         ("checkpoint_every_steps", 75, "must be a multiple of config.log_every_steps"),
         ("mesh", (("batch", -1),), "Unknown mesh axis 'batch'"),

@@ -10,6 +10,7 @@ import numpy as np
 
 from bnnlab import data, runs
 from bnnlab.data import pipeline
+from bnnlab.export import inputs
 from bnnlab.export.runtime import PackedModel
 
 
@@ -116,7 +117,11 @@ def tflite_against_run(path, packed: PackedModel, run: runs.Run):
     if raw is None:
         return f"{path}: not run in LCE (its test images need the eval crop; pass them resized)"
     images = np.concatenate([b["image"][b["mask"]] for b in raw])
-    images = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    spec = packed.manifest["input"]
+    # The file takes unit pixels already resized as the run's evaluation does: the export's
+    # own preprocessing, its normalisation undone.
+    model_input = np.asarray(inputs._pixels_to_model(images, spec))
+    images = np.clip(model_input * np.float32(spec["std"]) + np.float32(spec["mean"]), 0, 1)
     batch = tflite_check.file_batch(path)
     images = images[: len(images) // batch * batch]
     return tflite_check.against_export(path, packed, images)

@@ -1,4 +1,5 @@
-"""Model zoo: the architectures of the ReCU, SiMaN, Bi-Real and ReActNet papers, by name.
+"""Model zoo: the architectures of the ReCU, SiMaN, Bi-Real and ReActNet papers and larq zoo's
+QuickNet, by name.
 
 ``models.get(name, num_classes=..., quant=QuantSpec(...), width=..., **overrides)`` builds a
 Linen module called as ``model(x, train=..., progress=...)``; ``quant=FLOAT`` (the default)
@@ -12,7 +13,7 @@ import dataclasses
 import functools
 
 from bnnlab import registry
-from bnnlab.models import blocks, resnet, vgg
+from bnnlab.models import blocks, quicknet, resnet, vgg
 from bnnlab.models.blocks import FLOAT, QuantSpec
 
 REGISTRY = registry.Registry("model")
@@ -101,6 +102,9 @@ _MODELS = {
             head_bn=False,
         ),
     ),
+    # larq zoo's QuickNet family (LCE's deployment models): float stem and transitions, binary
+    # 3×3 blocks conv → ReLU → BN, +1 padding (the recipe's quant.pad_value).
+    **{name: (quicknet.QuickNet, dict(v)) for name, v in quicknet.VARIANTS.items()},
     # Two stages of one Bi-Real unit each: for tests and smoke runs.
     "resnet_tiny": (
         resnet.ResNet,

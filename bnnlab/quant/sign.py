@@ -65,12 +65,23 @@ class SteSign(_SignQuantizer):
 
     Args:
       clip_value: gradient window half-width; ``float('inf')`` gives the plain STE.
+      latent_clip: as a kernel quantizer, latent weights are clipped to [−c, c] after each
+        step (larq's ``WeightClip``, QuickNet's 1.25; ``project``); None: no clip.
     """
 
     clip_value: float = 1.0
+    latent_clip: float | None = None
 
     def __post_init__(self):
         base.check_positive("ste_sign", "clip_value", self.clip_value)
+        if self.latent_clip is not None:
+            base.check_positive("ste_sign", "latent_clip", self.latent_clip)
+
+    def project(self, w, progress=None):
+        del progress  # Unused.
+        if self.latent_clip is None:
+            return w
+        return jnp.clip(w, -self.latent_clip, self.latent_clip)
 
     def _derivative(self):
         return math.ste_derivative, (jnp.float32(self.clip_value),)

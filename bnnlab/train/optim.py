@@ -60,6 +60,18 @@ def adder_mask(params, adder_paths):
     return traverse_util.unflatten_dict({k: k in kernels for k in flat}, sep="/")
 
 
+def binary_kernel_mask(params, layers: dict[str, inventory.QuantizedLayer]):
+    """True for the latent kernels of layers with a kernel quantizer."""
+    kernels = {q.path + ("kernel",) for q in layers.values() if q.kernel_quantizer is not None}
+    flat = traverse_util.flatten_dict(params)
+    if not kernels & set(flat):
+        raise ValueError(
+            "config.optimizer = 'case' needs binary layers (a kernel quantizer); this model has "
+            "none."
+        )
+    return traverse_util.unflatten_dict({k: k in kernels for k in flat})
+
+
 def freeze_mask(params, pattern: str):
     """True for parameters whose '/'-joined path fully matches ``pattern``."""
     try:
@@ -94,8 +106,18 @@ def create(config, params, layers, lr, adder_paths=()):
     if config.freeze:
         # After the decay, so frozen parameters do not move at all.
         parts.append(optax.masked(optax.set_to_zero(), freeze_mask(params, config.freeze)))
+    sgd = optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov)
     if config.optimizer == "sgd":
-        parts.append(optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov))
+        parts.append(sgd)
+    elif config.optimizer == "case":
+        # larq's CaseOptimizer (QuickNet): Adam for the binary layers' latent kernels, SGD with
+        # momentum for every other parameter, both on the lr schedule.
+        scale = float(config.binary_lr_scale)
+        adam = optax.adam(lambda step: lr(step) * scale, b1=config.b1, b2=config.b2)
+        labels = jax.tree.map(
+            lambda binary: "binary" if binary else "float", binary_kernel_mask(params, layers)
+        )
+        parts.append(optax.multi_transform({"binary": adam, "float": sgd}, labels))
     else:
         parts.append(optax.adam(lr, b1=config.b1, b2=config.b2))
     return optax.chain(*parts), decay

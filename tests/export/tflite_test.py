@@ -21,7 +21,7 @@ from bnnlab.export.tflite import check, lce
 
 from export_cases import model_and_variables, recipe
 
-RECIPES = ["smoke", "simaN_r18", "recu_r18", "reactnet_r18", "bireal_r18", "xnor_r18"]
+RECIPES = ["smoke", "simaN_r18", "recu_r18", "reactnet_r18", "bireal_r18", "xnor_r18", "quicknet"]
 
 
 def _need_lce():
@@ -33,12 +33,16 @@ def _need_lce():
     pytest.skip(why)
 
 
-def _digits_test_images() -> np.ndarray:
+def _digits_test_images(size: int = 8) -> np.ndarray:
     source = data.load_sources("digits", None)[1]
     batches = list(pipeline.eval_batches(source, 512, lambda b: b))
     images = np.concatenate([np.asarray(b["image"])[np.asarray(b["mask"])] for b in batches])
     assert len(images) == 359
-    return images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    images = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+    if size != images.shape[1]:  # QuickNet's recipe sees the digits upsampled to 32×32
+        images = jax.image.resize(images, (len(images), size, size, images.shape[-1]), "linear")
+        images = np.clip(np.asarray(images), 0.0, 1.0)
+    return images
 
 
 def _exported(tmp_path, name, **quant):
@@ -178,7 +182,7 @@ def test_lce_optimised_kernels_and_a_batch_of_four(tmp_path):
 
 
 def _assert_same(packed, path, reference=True, count=None, fused=False):
-    images = _digits_test_images()[:count]
+    images = _digits_test_images(packed.input_shape[0])[:count]
     agreement = check.against_export(path, packed, images, reference=reference)
     assert agreement.examples == len(images)
     assert agreement.same_argmax == agreement.examples, agreement

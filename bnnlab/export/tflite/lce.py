@@ -79,9 +79,18 @@ def setup(directory: pathlib.Path | None = None) -> pathlib.Path:
     return exe
 
 
-def run(model_path, images, reference: bool = True, threads: int = 1) -> np.ndarray:
+def run(
+    model_path,
+    images,
+    reference: bool = True,
+    threads: int = 1,
+    xnnpack: bool = False,
+    repeat: int = 0,
+) -> np.ndarray:
     """The file's outputs for ``images`` (float32, the file's input shape less the batch),
-    run batch by batch in LCE's interpreter."""
+    run batch by batch in LCE's interpreter; ``repeat`` > 0: the seconds of that many timed
+    calls on the first batch instead (``xnnpack``: TFLite's XNNPACK delegate on the float
+    ops)."""
     exe = python()
     if not exe.exists():
         raise LCEUnavailable(
@@ -91,7 +100,8 @@ def run(model_path, images, reference: bool = True, threads: int = 1) -> np.ndar
     with tempfile.TemporaryDirectory() as tmp:
         inputs, outputs = pathlib.Path(tmp, "in.npy"), pathlib.Path(tmp, "out.npy")
         np.save(inputs, np.ascontiguousarray(images, np.float32))
-        flags = [f"--threads={threads}"] + (["--reference"] if reference else [])
+        flags = [f"--threads={threads}", f"--repeat={repeat}"]
+        flags += ["--reference"] * reference + ["--xnnpack"] * xnnpack
         done = subprocess.run(
             [str(exe), str(RUNNER), str(model_path), str(inputs), str(outputs), *flags],
             capture_output=True,

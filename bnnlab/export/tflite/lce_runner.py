@@ -1,5 +1,7 @@
 """Runs a ``.tflite`` file in Larq Compute Engine's standalone interpreter, one image at a
-time: ``python lce_runner.py MODEL.tflite IMAGES.npy OUT.npy [--reference] [--threads=N]``.
+time: ``python lce_runner.py MODEL.tflite IMAGES.npy OUT.npy [--reference] [--threads=N]
+[--xnnpack] [--repeat=N]`` (``--repeat``: instead of outputs, OUT.npy gets the seconds of N
+timed calls on the first batch, after one warm-up call).
 
 Run by ``bnnlab.export.tflite.lce`` with the interpreter of LCE's own virtualenv: LCE 0.16's
 extension is built against NumPy 1.x, which JAX (NumPy ≥ 2) cannot share a process with, so
@@ -31,15 +33,27 @@ def main(argv):
     model, images, out, *flags = argv
     reference = "--reference" in flags
     threads = next((int(f.split("=")[1]) for f in flags if f.startswith("--threads=")), 1)
+    repeat = next((int(f.split("=")[1]) for f in flags if f.startswith("--repeat=")), 0)
     with open(model, "rb") as f:
         data = f.read()
     interpreter = interpreter_class()(
-        data, num_threads=threads, use_reference_bconv=reference
+        data, num_threads=threads, use_reference_bconv=reference, use_xnnpack="--xnnpack" in flags
     ).interpreter
     ((batch, *_),) = interpreter.input_shapes
     x = np.load(images)
     if len(x) % batch:
         raise SystemExit(f"error: {len(x)} images do not split into batches of {batch}")
+    if repeat:
+        import time
+
+        interpreter.predict([x[:batch]])
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            interpreter.predict([x[:batch]])
+            times.append(time.perf_counter() - start)
+        np.save(out, np.asarray(times))
+        return
     outputs = [interpreter.predict([x[i : i + batch]])[0] for i in range(0, len(x), batch)]
     np.save(out, np.concatenate(outputs))
 
