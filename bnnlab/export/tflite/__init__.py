@@ -103,8 +103,8 @@ def _bconv_writer(c: convert.Converter, model: runtime.PackedModel, fused: bool)
         # Zero padding is written as +1 padding (bit 0) and an exact correction: the two
         # differ by a constant, the kernel's sum over the taps that fall in the padding, per
         # output position: dot₀ = dot₊₁ − corr. (LCE's own pad_values=0 is exact only in its
-        # reference kernel; its optimised x86 kernels gave wrong results for 16-channel
-        # inputs.)
+        # reference kernel; with its optimised x86 kernels the SiMaN :runlocal model gave 75
+        # of 356 predictions equal.)
         correction = None
         if pad_value == 0.0 and mode != "VALID":
             correction = _padding_correction(kernel, pads, x.shape[1:3], strides)
