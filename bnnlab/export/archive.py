@@ -78,11 +78,18 @@ def save(path, manifest: dict, float_vars: dict, packed: list[PackedConv]) -> pa
         arrays={key: _entry(a) for key, a in arrays.items()},
     )
     arrays["manifest.json"] = np.asarray(json.dumps(manifest, indent=1))
+    write_shared(path, lambda f: np.savez_compressed(f, **arrays), suffix=".tmp.npz")
+    return path
+
+
+def write_shared(path: pathlib.Path, write, suffix: str = ".tmp") -> None:
+    """Writes a file meant to be shared: ``write(f)`` fills a temporary beside ``path``,
+    which replaces ``path`` only when complete (a crash leaves any previous file intact)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npz")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            write(f)
         # mkstemp creates 0600; an export is meant to be shared, so it gets the mode any new
         # file gets here (0666 less the umask), as np.savez would give it.
         os.chmod(tmp, 0o666 & ~_umask())
@@ -90,7 +97,6 @@ def save(path, manifest: dict, float_vars: dict, packed: list[PackedConv]) -> pa
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _umask() -> int:

@@ -21,9 +21,7 @@ recorded normalisation takes the model's input as is. The file's description say
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -209,14 +207,5 @@ def write(export, path, batch_size: int = 1, fused: bool = False, model=None) ->
         export = export_lib.load(export, model=model)
     data, info = convert_model(export, batch_size, fused)
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~archive._umask())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    archive.write_shared(path, lambda f: f.write(data))
     return TFLiteReport(path, len(data), **info)

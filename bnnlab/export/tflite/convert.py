@@ -184,10 +184,6 @@ def _elementwise(op):
     return handle
 
 
-def _compare(op):
-    return _elementwise(op)
-
-
 def _unary(op):
     def handle(c, eqn, ins, shape, dtype):
         return c.emit(op, ins[:1], shape, dtype)
@@ -375,27 +371,17 @@ def _conv(c, eqn, ins, shape, dtype):
         "DilationHFactor": dilation[0],
         "DilationWFactor": dilation[1],
     }
-    bias = Const(np.zeros(cout, np.float32), (cout,))
     if groups == 1:
+        op, kind = "CONV_2D", "Conv2DOptions"
         filt = np.ascontiguousarray(kernel.transpose(3, 0, 1, 2))  # HWIO → OHWI
-        return c.emit(
-            "CONV_2D",
-            [x, Const(filt, filt.shape), bias],
-            shape,
-            dtype,
-            options=("Conv2DOptions", fields),
-        )
-    if groups == cin and cin_g == 1:
+    elif groups == cin and cin_g == 1:
+        op, kind = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
         filt = np.ascontiguousarray(kernel.reshape(1, kh, kw, cout))
         fields["DepthMultiplier"] = cout // cin
-        return c.emit(
-            "DEPTHWISE_CONV_2D",
-            [x, Const(filt, filt.shape), bias],
-            shape,
-            dtype,
-            options=("DepthwiseConv2DOptions", fields),
-        )
-    raise Unsupported(f"{where}: a grouped convolution ({groups} groups of {cin_g} channels)")
+    else:
+        raise Unsupported(f"{where}: a grouped convolution ({groups} groups of {cin_g} channels)")
+    bias = Const(np.zeros(cout, np.float32), (cout,))
+    return c.emit(op, [x, Const(filt, filt.shape), bias], shape, dtype, options=(kind, fields))
 
 
 def _dot_general(c, eqn, ins, shape, dtype):
@@ -461,12 +447,12 @@ _HANDLERS = {
     "max": _elementwise("MAXIMUM"),
     "min": _elementwise("MINIMUM"),
     "pow": _elementwise("POW"),
-    "gt": _compare("GREATER"),
-    "ge": _compare("GREATER_EQUAL"),
-    "lt": _compare("LESS"),
-    "le": _compare("LESS_EQUAL"),
-    "eq": _compare("EQUAL"),
-    "ne": _compare("NOT_EQUAL"),
+    "gt": _elementwise("GREATER"),
+    "ge": _elementwise("GREATER_EQUAL"),
+    "lt": _elementwise("LESS"),
+    "le": _elementwise("LESS_EQUAL"),
+    "eq": _elementwise("EQUAL"),
+    "ne": _elementwise("NOT_EQUAL"),
     "and": _elementwise("LOGICAL_AND"),
     "or": _elementwise("LOGICAL_OR"),
     "not": _unary("LOGICAL_NOT"),
