@@ -14,7 +14,7 @@ from ml_collections import config_dict
 
 from bnnlab import config_ranges
 
-OPTIMIZERS = ("sgd", "adam", "case")
+OPTIMIZERS = ("sgd", "adam", "adamw", "case")
 TRAINERS = ("supervised", "reconfig")
 SCHEDULES = ("cosine", "linear", "constant", "piecewise")
 SCHEDULE_UNITS = ("epoch", "step")
@@ -52,12 +52,15 @@ def base() -> mlc.ConfigDict:
     c.quant.scale = config_dict.placeholder(str)  # "uniform" (ReCU), "mean_abs" (SiMaN)
     c.quant.pad_value = 0.0
     c.quant.adder = False  # AdderNet L1 layers instead of the inner convolutions
+    # Transformers: the parameter-free norm before each quantized projection ("rms", "layer").
+    c.quant.input_norm = config_dict.placeholder(str)
     c.compute_dtype = "float32"  # COMPUTE_DTYPES; the recipes' accelerator variants use bf16
 
     # Optimisation.
     c.num_epochs = 400
     c.total_steps = -1  # > 0 overrides num_epochs × steps per epoch (smoke runs)
-    c.optimizer = "sgd"  # OPTIMIZERS; "case": Adam on binary latent kernels, SGD elsewhere
+    # OPTIMIZERS; "case": Adam on binary latent kernels, SGD elsewhere; "adamw": decoupled decay
+    c.optimizer = "sgd"
     c.lr = 0.1
     # optimizer="case" (larq's CaseOptimizer, QuickNet's recipe): the binary latent kernels'
     # Adam runs at lr × binary_lr_scale on the same schedule (1e-2 against SGD's 0.1).

@@ -8,29 +8,41 @@
     >>> variables = qmodel.init(rng, x)         # the same tree model.init gives
     >>> logits = qmodel.apply(variables, x, progress=0.5)
 
-How it works: ``nn.intercept_methods`` sees every module call with its path. For an ``nn.Conv``
-or ``nn.Dense`` whose path a rule matches, the interceptor hands the module a quantizing
-``conv_general_dilated`` / ``dot_general`` for the duration of that call (the hook Linen provides
-for exactly this), so the module creates and reads its own params unchanged and only the
-arithmetic is quantized. Rules match the '/'-joined module path with ``re.fullmatch``; the first
-matching rule wins; a rule with no quantizers keeps a module in float.
+How it works: ``nn.intercept_methods`` sees every module call with its path. For an ``nn.Conv``,
+``nn.Dense`` or ``nn.DenseGeneral`` whose path a rule matches, the interceptor hands the module a
+quantizing ``conv_general_dilated`` / ``dot_general`` for the duration of that call (the hook
+Linen provides for exactly this); an ``nn.Einsum`` gets a quantizing ``promote_dtype`` (the step
+between reading its kernel and the einsum). The module creates and reads its own params
+unchanged and only the arithmetic is quantized. Rules match the '/'-joined module path with
+``re.fullmatch``; the first matching rule wins; a rule with no quantizers keeps a module in float.
+
+Projections (everything but convolutions) are quantized in a canonical layout, whatever axes
+the module contracts: the kernel as (K, N), the contracted inputs first and the output units
+last, and the inputs as (…, K), the contracted features last. So "per output unit", "per
+group of inputs" and "per token" mean the same for ``nn.Dense``, an attention block's
+``nn.DenseGeneral`` (kernel (D, heads, head_dim) or (heads, head_dim, D)) and ``nn.Einsum``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from bnnlab import quant
 from bnnlab.layers import inventory, quantized
 
-SUPPORTED = (nn.Conv, nn.Dense)
+SUPPORTED = (nn.Conv, nn.Dense, nn.DenseGeneral, nn.Einsum)
 ON_UNUSED = ("error", "warn", "ignore")
+INPUT_NORMS = (None, "rms", "layer")
+NORM_EPS = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,14 +55,24 @@ class Rule:
       kernel: quantizer (or registered name / call string) for the kernel; None keeps it float.
       inputs: quantizer for the module's inputs; None keeps them float.
       pad_value: value of padded taps after input quantization, 0 or 1 (convolutions only).
+      input_norm: a parameter-free normalisation of each input token over the contracted
+        features, before the input quantizer: ``"rms"`` (x / √(mean x² + ε)) or ``"layer"``
+        ((x − mean) / √(var + ε)), ε = 1e-6. BitNet's BitLinear normalises its input there
+        (the sub-layer norm: quantization then sees unit-scale tokens); it has no gain so that
+        the parameter tree stays the original model's. Projections only.
     """
 
     module_path: str
     kernel: quant.Quantizer | str | None = None
     inputs: quant.Quantizer | str | None = None
     pad_value: float = 0.0
+    input_norm: str | None = None
 
     def __post_init__(self):
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(
+                f"Rule input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}."
+            )
         try:
             re.compile(self.module_path)
         except re.error as e:
@@ -68,7 +90,59 @@ class Rule:
 
     @property
     def is_float(self) -> bool:
-        return self.kernel is None and self.inputs is None
+        return self.kernel is None and self.inputs is None and self.input_norm is None
+
+
+def normalize_tokens(x, kind: str | None):
+    """``Rule.input_norm`` of ``x`` over its last axis, computed in float32 (at least)."""
+    if kind is None:
+        return x
+    y = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    if kind == "layer":
+        y = y - jnp.mean(y, axis=-1, keepdims=True)
+    y = y * lax.rsqrt(jnp.mean(y * y, axis=-1, keepdims=True) + NORM_EPS)
+    return y.astype(x.dtype)
+
+
+def _to_canonical(x, first: tuple[int, ...], last: tuple[int, ...], flat_first: bool):
+    """``x`` with axes ``first`` then ``last`` (every axis once), the ``first`` ones flattened
+    into one axis if ``flat_first`` else the ``last`` ones; and the inverse map."""
+    perm = (*first, *last)
+    moved = x if perm == tuple(range(x.ndim)) else jnp.transpose(x, perm)
+    shape = moved.shape
+    if flat_first:
+        flat = moved.reshape(math.prod(shape[: len(first)]), *shape[len(first) :])
+    else:
+        flat = moved.reshape(*shape[: len(first)], math.prod(shape[len(first) :]))
+    inverse = tuple(np.argsort(perm))
+
+    def restore(y):
+        y = y.reshape(shape)
+        return y if perm == tuple(range(x.ndim)) else jnp.transpose(y, inverse)
+
+    return flat, restore
+
+
+def quantize_projection(rule: Rule, lhs, rhs, lhs_contract, rhs_contract, progress, train):
+    """``rule``'s norm and quantizers applied to a projection's inputs ``lhs`` and kernel
+    ``rhs`` in the canonical layout (inputs (…, K), kernel (K, N); see the module docstring),
+    returned in their own layouts."""
+    lhs_contract = tuple(a % lhs.ndim for a in lhs_contract)
+    rhs_contract = tuple(a % rhs.ndim for a in rhs_contract)
+    if rule.inputs is not None or rule.input_norm is not None:
+        free = tuple(a for a in range(lhs.ndim) if a not in lhs_contract)
+        tokens, restore = _to_canonical(lhs, free, lhs_contract, flat_first=False)
+        tokens = normalize_tokens(tokens, rule.input_norm)
+        if rule.inputs is not None:
+            tokens = rule.inputs(tokens, progress=progress, train=train)
+        lhs = restore(tokens)
+    if rule.kernel is not None:
+        free = tuple(a for a in range(rhs.ndim) if a not in rhs_contract)
+        kernel, restore = _to_canonical(rhs, rhs_contract, free, flat_first=True)
+        if kernel.ndim > 2:
+            kernel = kernel.reshape(kernel.shape[0], -1)
+        rhs = restore(rule.kernel(kernel, progress=progress, train=train))
+    return lhs, rhs
 
 
 def _quantizing_op(base_op, rule: Rule, progress, train: bool, is_conv: bool):
@@ -79,6 +153,11 @@ def _quantizing_op(base_op, rule: Rule, progress, train: bool, is_conv: bool):
     """
 
     def quantize_operands(lhs, rhs):
+        if rule.input_norm is not None:
+            raise ValueError(
+                f"Rule {rule.module_path!r}: input_norm applies to projections (Dense, "
+                "DenseGeneral, Einsum), not to convolutions."
+            )
         if rule.inputs is not None:
             lhs = rule.inputs(lhs, progress=progress, train=train)
         if rule.kernel is not None:
@@ -107,11 +186,61 @@ def _quantizing_op(base_op, rule: Rule, progress, train: bool, is_conv: bool):
             **kwargs,
         )
 
-    def dot(lhs, rhs, *args, **kwargs):
-        lhs, rhs = quantize_operands(lhs, rhs)
-        return base_op(lhs, rhs, *args, **kwargs)
+    def dot(lhs, rhs, dimension_numbers, *args, **kwargs):
+        (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = dimension_numbers
+        if lhs_batch or rhs_batch:
+            raise ValueError(
+                f"Rule {rule.module_path!r}: a batched dot_general (DenseGeneral batch_dims) "
+                "cannot be quantized; only projections of the inputs by a kernel."
+            )
+        lhs, rhs = quantize_projection(
+            rule, lhs, rhs, tuple(lhs_contract), tuple(rhs_contract), progress, train
+        )
+        return base_op(lhs, rhs, dimension_numbers, *args, **kwargs)
 
     return conv if is_conv else dot
+
+
+def einsum_contractions(equation: str, lhs_ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The axes of the inputs and of the kernel that an ``nn.Einsum`` equation contracts,
+    e.g. ``"btd,dhk->bthk"`` → ((2,), (0,)); an ellipsis is allowed in the inputs only."""
+    equation = equation.replace(" ", "")
+    operands, _, out = equation.partition("->")
+    lhs, _, rhs = operands.partition(",")
+    if "..." in rhs or not rhs.isalpha():
+        raise ValueError(
+            f"nn.Einsum equation {equation!r}: quantize_model needs the kernel's axes named by "
+            "letters (no ellipsis)."
+        )
+    pre, ellipsis, post = lhs.partition("...")
+    positions = {c: i for i, c in enumerate(pre)}
+    positions.update({c: lhs_ndim - len(post) + j for j, c in enumerate(post)})
+    if not ellipsis:
+        positions = {c: i for i, c in enumerate(lhs)}
+    shared = [c for c in rhs if c in positions]
+    if any(c in out for c in shared):
+        raise ValueError(
+            f"nn.Einsum equation {equation!r} has batch axes shared by the inputs, the kernel and "
+            "the output; quantize_model quantizes projections of the inputs by a kernel only."
+        )
+    return tuple(positions[c] for c in shared), tuple(rhs.index(c) for c in shared)
+
+
+def _quantizing_promote(module: nn.Einsum, call_args, call_kwargs, rule, progress, train):
+    """An ``nn.Einsum``'s ``promote_dtype`` that also quantizes its inputs and kernel."""
+    original = module.promote_dtype
+    equation = call_kwargs.get("einsum_str", call_args[1] if len(call_args) > 1 else None)
+    equation = module.einsum_str if equation is None else equation
+
+    def promote(*arrays, **kwargs):
+        inputs, kernel, *rest = original(*arrays, **kwargs)
+        lhs_contract, rhs_contract = einsum_contractions(equation, inputs.ndim)
+        inputs, kernel = quantize_projection(
+            rule, inputs, kernel, lhs_contract, rhs_contract, progress, train
+        )
+        return [inputs, kernel, *rest]
+
+    return promote
 
 
 def checked_rules(rules, on_unused: str) -> tuple[Rule, ...]:
@@ -154,8 +283,9 @@ class QuantizedModel:
 
     ``init``/``apply`` take the wrapped model's arguments plus two keyword-only extras:
     ``progress`` (training fraction for scheduled quantizers; a traced value never recompiles)
-    and ``quant_train`` (train-mode flag for quantizers that differ in eval, default True).
-    Any other attribute is the wrapped model's.
+    and ``quant_train`` (train-mode flag for quantizers that differ in eval; default: the
+    call's ``train`` argument if it passes one, else True). Any other attribute is the wrapped
+    model's; ``clone(**fields)`` clones the wrapped model and keeps the rules.
     """
 
     def __init__(self, model: nn.Module, rules, on_unused: str = "error"):
@@ -165,6 +295,15 @@ class QuantizedModel:
 
     def __getattr__(self, name):
         return getattr(self.model, name)
+
+    def clone(self, **fields) -> QuantizedModel:
+        return QuantizedModel(self.model.clone(**fields), self.rules, self.on_unused)
+
+    @staticmethod
+    def _quant_train(quant_train, kwargs) -> bool:
+        if quant_train is not None:
+            return quant_train
+        return bool(kwargs.get("train", True))
 
     def rule_for(self, path: str) -> int | None:
         """Index of the first rule matching ``path``, or None."""
@@ -180,6 +319,16 @@ class QuantizedModel:
             seen[path] = (type(module).__name__, index)
             if index is None or self.rules[index].is_float:
                 return next_fun(*args, **kwargs)
+            if isinstance(module, nn.Einsum):
+                promote = _quantizing_promote(
+                    module, args, kwargs, self.rules[index], progress, train
+                )
+                original_promote = module.promote_dtype
+                object.__setattr__(module, "promote_dtype", promote)
+                try:
+                    return next_fun(*args, **kwargs)
+                finally:
+                    object.__setattr__(module, "promote_dtype", original_promote)
             is_conv = isinstance(module, nn.Conv)
             attr = "conv_general_dilated_cls" if is_conv else "dot_general_cls"
             original_cls = getattr(module, attr)
@@ -204,7 +353,7 @@ class QuantizedModel:
         return nn.intercept_methods(interceptor)
 
     def _check_unused(self, seen):
-        report_unused(self.rules, seen, self.on_unused, "Conv/Dense modules called")
+        report_unused(self.rules, seen, self.on_unused, "Conv/Dense/DenseGeneral/Einsum called")
 
     def _run(self, fn, progress, train):
         progress = quant.base.resolve_progress(progress) if progress is not None else None
@@ -214,18 +363,21 @@ class QuantizedModel:
         self._check_unused(seen)
         return out, seen
 
-    def init(self, rngs, *args, progress=None, quant_train: bool = True, **kwargs):
-        return self._run(lambda: self.model.init(rngs, *args, **kwargs), progress, quant_train)[0]
+    def init(self, rngs, *args, progress=None, quant_train: bool | None = None, **kwargs):
+        train = self._quant_train(quant_train, kwargs)
+        return self._run(lambda: self.model.init(rngs, *args, **kwargs), progress, train)[0]
 
-    def init_with_output(self, rngs, *args, progress=None, quant_train: bool = True, **kwargs):
+    def init_with_output(
+        self, rngs, *args, progress=None, quant_train: bool | None = None, **kwargs
+    ):
+        train = self._quant_train(quant_train, kwargs)
         return self._run(
-            lambda: self.model.init_with_output(rngs, *args, **kwargs), progress, quant_train
+            lambda: self.model.init_with_output(rngs, *args, **kwargs), progress, train
         )[0]
 
-    def apply(self, variables, *args, progress=None, quant_train: bool = True, **kwargs):
-        return self._run(
-            lambda: self.model.apply(variables, *args, **kwargs), progress, quant_train
-        )[0]
+    def apply(self, variables, *args, progress=None, quant_train: bool | None = None, **kwargs):
+        train = self._quant_train(quant_train, kwargs)
+        return self._run(lambda: self.model.apply(variables, *args, **kwargs), progress, train)[0]
 
     def quantized_layers(self, *args, rngs=None, method=None, **kwargs):
         """The quantized modules, as ``bnnlab.layers.inventory.find`` reports them."""

@@ -41,7 +41,7 @@ def test_validate_names_unknown_keys_with_suggestions():
         (
             "optimizer",
             "lamb",
-            r"config\.optimizer = 'lamb' is not one of \('sgd', 'adam', 'case'\)",
+            r"config\.optimizer = 'lamb' is not one of \('sgd', 'adam', 'adamw', 'case'\)",
         ),
         ("schedule", "step", "config.schedule = 'step' is not one of"),
         ("checkpoint_every_steps", 75, "must be a multiple of config.log_every_steps"),

@@ -1,4 +1,5 @@
-"""Datasets by name: the embedded digits set, TFDS datasets, and fake data.
+"""Datasets by name: the embedded digits set, the standard library's help text (byte-level
+language modelling), TFDS datasets, and fake data.
 
 ``data.build(config, process_index, process_count)`` returns four values: the train loader,
 a function that yields eval batches, the dataset's metadata and the number of eval examples;
@@ -19,7 +20,7 @@ from bnnlab.data.sources import DatasetNotFoundError
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     num_classes: int
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]  # (H, W, C); (T,) for token sequences
     train_split: str = "train"
     eval_split: str = "test"
     augment: str = "crop_flip"  # default training augmentation
@@ -50,6 +51,9 @@ DATASETS = {
         eval_transform="imagenet",
     ),
     "fake": DatasetInfo(10, (32, 32, 3), augment="none", normalization="imagenet"),
+    # Next-byte prediction over windows of 128 bytes of CPython's help topics (pydoc_data):
+    # "images" are byte ids (B, 128), "labels" the next bytes (B, 128).
+    "pydoc": DatasetInfo(256, (128,), augment="none", normalization="none"),
 }
 FAKE_SIZES = {"train": 512, "test": 256}
 
@@ -65,6 +69,8 @@ def load_sources(name: str, data_dir: str | None = None):
     meta = info(name)
     if name == "digits":
         return sources.digits()
+    if name == "pydoc":
+        return sources.pydoc(meta.image_shape[0])
     if name == "fake":
         return tuple(
             sources.fake(FAKE_SIZES[s], meta.image_shape, meta.num_classes, seed=i)

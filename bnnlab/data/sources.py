@@ -97,6 +97,45 @@ def digits() -> tuple[ArraySource, ArraySource]:
     return ArraySource(images[train], labels[train]), ArraySource(images[test], labels[test])
 
 
+PYDOC_TEST_FRACTION = 0.1
+
+
+def pydoc_topics() -> dict[str, bytes]:
+    """The help topics that ship with CPython (``pydoc_data.topics``: 79 topics, ~0.46 MB of
+    English documentation with code), as UTF-8 bytes by topic name."""
+    from pydoc_data import topics
+
+    return {name: text.encode("utf-8") for name, text in sorted(topics.topics.items())}
+
+
+def byte_windows(text: bytes, length: int) -> ArraySource:
+    """Consecutive non-overlapping windows of ``length`` + 1 bytes: ``image`` the first
+    ``length`` (the model's input) and ``label`` the next byte of each (next-byte targets)."""
+    tokens = np.frombuffer(text, np.uint8).astype(np.int32)
+    n = (len(tokens) - 1) // length
+    idx = np.arange(n)[:, None] * length + np.arange(length + 1)[None, :]
+    windows = tokens[idx]
+    return ArraySource(windows[:, :-1], windows[:, 1:])
+
+
+def pydoc(length: int) -> tuple[ArraySource, ArraySource]:
+    """Byte-level language modelling on the standard library's help topics: whole topics are
+    held out for the test split (a fixed 10 % of them, never the run's seed), so test text is
+    never seen in training."""
+    if not isinstance(length, int) or length < 1:
+        raise ValueError(f"the pydoc sequence length must be a positive integer, got {length!r}.")
+    topics = pydoc_topics()
+    names = sorted(topics)
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(names))
+    n_test = max(1, int(round(PYDOC_TEST_FRACTION * len(names))))
+    test = {names[i] for i in order[:n_test]}
+    join = b"\n\n".join
+    return (
+        byte_windows(join(topics[n] for n in names if n not in test), length),
+        byte_windows(join(topics[n] for n in names if n in test), length),
+    )
+
+
 def fake(num_examples: int, image_shape, num_classes: int, seed: int = 0) -> ArraySource:
     """Random uint8 images and labels (benchmarks, smoke tests)."""
     rng = np.random.default_rng(seed)

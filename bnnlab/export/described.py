@@ -59,6 +59,7 @@ def describe(model) -> dict:
                 kernel=_quantizer_spec(r.kernel),
                 inputs=_quantizer_spec(r.inputs),
                 pad_value=r.pad_value,
+                input_norm=r.input_norm,
             )
             for r in model.rules
         ]

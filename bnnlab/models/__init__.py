@@ -13,7 +13,7 @@ import dataclasses
 import functools
 
 from bnnlab import registry
-from bnnlab.models import blocks, quicknet, resnet, vgg
+from bnnlab.models import blocks, quicknet, resnet, transformer, vgg
 from bnnlab.models.blocks import FLOAT, QuantSpec
 
 REGISTRY = registry.Registry("model")
@@ -113,12 +113,60 @@ _MODELS = {
 }
 
 
+# Transformers: plain Flax modules; a non-float QuantSpec makes their projections BitLinear by
+# rules (bnnlab.quantize_model), the modules in the last entry staying float.
+_TRANSFORMERS = {
+    # The :runlocal byte-level LM (pydoc_data) and ViT (digits, 2x2 patches of 8x8 images).
+    "byte_lm": (transformer.ByteLM, dict(width=128, depth=2, heads=4, max_len=128), ("head",)),
+    "vit_digits": (
+        transformer.ViT,
+        dict(patch=2, width=64, depth=4, heads=4, mlp_ratio=2),
+        ("embed", "head"),
+    ),
+    # DeiT-S/16 (22M), the backbone of the binary-ViT papers (BiViT, BinaryViT) on ImageNet.
+    "vit_s16": (
+        transformer.ViT,
+        dict(patch=16, width=384, depth=12, heads=6, mlp_ratio=4),
+        ("embed", "head"),
+    ),
+    # BitNet b1.58's smallest reported model shape (700M: 1536 wide, 24 layers, 16 heads), over
+    # bytes.
+    "byte_lm_700m": (
+        transformer.ByteLM,
+        dict(width=1536, depth=24, heads=16, mlp_ratio=4, max_len=2048),
+        ("head",),
+    ),
+}
+TRANSFORMERS = tuple(_TRANSFORMERS)
+
+
 def _factory(constructor, defaults, **kwargs):
     return constructor(**{**defaults, **kwargs})
 
 
+def _transformer(constructor, defaults, keep_float, num_classes=None, quant=FLOAT, **kwargs):
+    if num_classes is not None:  # an LM's classes are its vocabulary
+        classes = "vocab_size" if constructor is transformer.ByteLM else "num_classes"
+        kwargs[classes] = num_classes
+    model = constructor(**{**defaults, **kwargs})
+    if quant.is_float:
+        return model
+    if quant.adder or quant.scale is not None or quant.pad_value:
+        raise ValueError(
+            "Transformers are quantized by rules: quant.kernel, quant.inputs and "
+            f"quant.input_norm only (got adder={quant.adder}, scale={quant.scale}, "
+            f"pad_value={quant.pad_value})."
+        )
+    from bnnlab import intercept
+
+    rules = transformer.bitnet_rules(quant.kernel, quant.inputs, quant.input_norm, keep_float)
+    return intercept.QuantizedModel(model, rules)
+
+
 for _name, (_constructor, _defaults) in _MODELS.items():
     REGISTRY.register(_name)(functools.partial(_factory, _constructor, _defaults))
+for _name, (_constructor, _defaults, _keep) in _TRANSFORMERS.items():
+    REGISTRY.register(_name)(functools.partial(_transformer, _constructor, _defaults, _keep))
 
 
 def get(name: str, **kwargs):
@@ -146,9 +194,9 @@ def available() -> list[str]:
 def architecture_fields(name: str) -> set[str]:
     """The architecture options ``config.model`` may set for zoo model ``name`` (the fields of
     its constructor; ``num_classes``, ``quant`` and ``dtype`` come from elsewhere)."""
-    constructor, _ = _MODELS[name]
+    constructor = _TRANSFORMERS[name][0] if name in _TRANSFORMERS else _MODELS[name][0]
     fields = {f.name for f in dataclasses.fields(constructor)}
-    return fields - {"parent", "name", "num_classes", "quant"}
+    return fields - {"parent", "name", "num_classes", "quant", "vocab_size"}
 
 
 def has_imagenet_stem(name: str, **overrides) -> bool:
@@ -161,6 +209,7 @@ def has_imagenet_stem(name: str, **overrides) -> bool:
 
 __all__ = [
     "FLOAT",
+    "TRANSFORMERS",
     "QuantSpec",
     "architecture_fields",
     "available",

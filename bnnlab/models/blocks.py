@@ -39,6 +39,7 @@ class QuantSpec:
     scale: str | None = None
     pad_value: float = 0.0
     adder: bool = False
+    input_norm: str | None = None  # transformers: the sub-layer norm of BitLinear (Rule)
 
     def __post_init__(self):
         # Resolve names now, so an unknown quantizer fails when the model is configured.

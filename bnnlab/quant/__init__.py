@@ -10,8 +10,9 @@ Every quantizer works on plain arrays, so Linen, NNX or hand-written JAX can cal
 
 from __future__ import annotations
 
-from bnnlab.quant import dorefa, irnet, lsq, rbnn, recu, scaled, sign, siman
+from bnnlab.quant import bitnet, dorefa, irnet, lsq, rbnn, recu, scaled, sign, siman, tokens
 from bnnlab.quant.base import REGISTRY, Encoded, Quantizer
+from bnnlab.quant.bitnet import BinaryAbsmean, TernaryAbsmean
 from bnnlab.quant.dorefa import DoReFa
 from bnnlab.quant.irnet import EdeSign, IRNet
 from bnnlab.quant.lsq import LSQ
@@ -20,10 +21,12 @@ from bnnlab.quant.recu import ReCU, ReCUActivation
 from bnnlab.quant.scaled import MagnitudeAwareSign, XnorSign
 from bnnlab.quant.sign import ApproxSign, Identity, SteHeaviside, SteSign, SwishSign
 from bnnlab.quant.siman import SiMaN, SiMaNActivation
+from bnnlab.quant.tokens import TokenAbsmax
 
 __all__ = [
     "LSQ",
     "ApproxSign",
+    "BinaryAbsmean",
     "DoReFa",
     "EdeSign",
     "Encoded",
@@ -39,8 +42,11 @@ __all__ = [
     "SteHeaviside",
     "SteSign",
     "SwishSign",
+    "TernaryAbsmean",
+    "TokenAbsmax",
     "XnorSign",
     "available",
+    "bitnet",
     "dorefa",
     "get",
     "irnet",
@@ -51,6 +57,7 @@ __all__ = [
     "scaled",
     "sign",
     "siman",
+    "tokens",
 ]
 
 

@@ -34,20 +34,29 @@ class Encoded:
     """Integer codes plus the affine map back to the quantized values.
 
     ``decode() == codes * scale + offset`` reproduces the quantizer's forward output exactly
-    (it is what an export stores). ``scale`` and ``offset`` broadcast against ``codes``.
+    (it is what an export stores). ``scale`` and ``offset`` broadcast against ``codes``, except
+    that a group-wise scale (``group_size > 1``) holds one row per group of ``group_size``
+    consecutive entries along the codes' axis −2 and is repeated along it.
     """
 
     codes: Array
     scale: Array
     offset: Array
     bits: int
+    group_size: int = 1
+
+    def full_scale(self) -> Array:
+        """The scale broadcastable against ``codes`` (group-wise scales repeated)."""
+        if self.group_size == 1:
+            return self.scale
+        return jnp.repeat(self.scale, self.group_size, axis=-2)
 
     def decode(self) -> Array:
-        return self.codes.astype(jnp.float32) * self.scale + self.offset
+        return self.codes.astype(jnp.float32) * self.full_scale() + self.offset
 
 
 jax.tree_util.register_dataclass(
-    Encoded, data_fields=["codes", "scale", "offset"], meta_fields=["bits"]
+    Encoded, data_fields=["codes", "scale", "offset"], meta_fields=["bits", "group_size"]
 )
 
 

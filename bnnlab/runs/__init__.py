@@ -42,16 +42,19 @@ def model_ref(config, num_classes: int | None = None) -> dict:
             kwargs=config.model.to_dict(),
         )
     q = config.quant
+    spec = dict(
+        kernel=q.kernel,
+        inputs=q.inputs,
+        scale=q.scale,
+        pad_value=q.pad_value,
+        adder=q.get("adder", False),
+    )
+    if q.get("input_norm") is not None:  # transformers only; absent from older workdirs
+        spec["input_norm"] = q.input_norm
     return dict(
         name=config.model_name,
         num_classes=data.info(config.dataset).num_classes if num_classes is None else num_classes,
-        quant=dict(
-            kernel=q.kernel,
-            inputs=q.inputs,
-            scale=q.scale,
-            pad_value=q.pad_value,
-            adder=q.get("adder", False),
-        ),
+        quant=spec,
         kwargs=config.model.to_dict(),
     )
 
@@ -88,6 +91,8 @@ def input_shape(config) -> tuple[int, int, int]:
     names = [config.dataset]
     if config.get("trainer", "supervised") == "reconfig":
         names = [spec.partition(":")[0] for spec in config.reconfig.tasks]
+    if len(data.info(names[0]).image_shape) != 3:  # token sequences
+        return data.info(names[0]).image_shape
     h, w, _ = data.info(names[0]).image_shape
     if config.image_size:
         h = w = config.image_size

@@ -99,13 +99,21 @@ def create(config, params, layers, lr, adder_paths=()):
             optax.masked(scale_adder_gradients(config.adder_eta), adder_mask(params, adder_paths))
         )
 
-    # Coupled L2 as torch.optim's weight_decay: added to the gradient before momentum/Adam.
+    decays = []
     for value in sorted({v for v in jax.tree.leaves(decay) if v > 0}):
         mask = jax.tree.map(lambda v, value=value: v == value, decay)
-        parts.append(optax.add_decayed_weights(value, mask=mask))
+        decays.append(optax.add_decayed_weights(value, mask=mask))
+    freeze = []
     if config.freeze:
         # After the decay, so frozen parameters do not move at all.
-        parts.append(optax.masked(optax.set_to_zero(), freeze_mask(params, config.freeze)))
+        freeze.append(optax.masked(optax.set_to_zero(), freeze_mask(params, config.freeze)))
+    if config.optimizer == "adamw":
+        # Decoupled decay (torch.optim.AdamW, BitNet's optimizer): w ← w − lr·(adam(g) + λ·w).
+        parts += [optax.scale_by_adam(b1=config.b1, b2=config.b2), *decays, *freeze]
+        parts.append(optax.scale_by_learning_rate(lr))
+        return optax.chain(*parts), decay
+    # Coupled L2 as torch.optim's weight_decay: added to the gradient before momentum/Adam.
+    parts += [*decays, *freeze]
     sgd = optax.sgd(lr, momentum=config.momentum or None, nesterov=config.nesterov)
     if config.optimizer == "sgd":
         parts.append(sgd)

@@ -193,10 +193,12 @@ def diagnostics_step(
 
 
 def eval_step(state: TrainState, batch, collections=None, *, model):
-    """Sums of correct predictions, loss and examples (padding masked out)."""
+    """Sums of correct predictions, loss and predictions (padding masked out); a sequence
+    model's predictions are its tokens, so its accuracy and loss are per token."""
     logits = model.apply(state.variables(collections=collections), batch["image"], train=False)
-    mask = batch["mask"].astype(jnp.float32)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    mask = batch["mask"].astype(jnp.float32)
+    mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (losses.ndim - 1)), losses.shape)
     return {
         "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
         "loss_sum": jnp.sum(losses * mask),

@@ -28,3 +28,24 @@ def test_fake_source_is_seeded_uint8_images_and_labels():
     batch = fake.get(np.array([4, 1]))
     np.testing.assert_array_equal(batch["image"], fake.images[[4, 1]])
     np.testing.assert_array_equal(batch["label"], fake.labels[[4, 1]])
+
+
+def test_pydoc_windows_are_next_byte_pairs_and_hold_out_whole_topics():
+    from bnnlab.data import sources
+
+    train, test = sources.pydoc(32)
+    topics = sources.pydoc_topics()
+    assert len(topics) == 79
+    text = b"".join(topics.values())
+    for split in (train, test):
+        batch = split.get(np.arange(3))
+        assert batch["image"].shape == (3, 32) and batch["label"].shape == (3, 32)
+        np.testing.assert_array_equal(batch["image"][:, 1:], batch["label"][:, :-1])
+        # Consecutive windows continue each other: the next window starts at this one's label.
+        np.testing.assert_array_equal(batch["image"][1:, 0], batch["label"][:-1, -1])
+    first = bytes(test.get([0])["image"][0].astype(np.uint8))
+    assert first in text
+    held_out = [n for n, t in topics.items() if first in t]
+    train_text = bytes(train.images.astype(np.uint8).ravel())
+    assert held_out and all(topics[n][:64] not in train_text for n in held_out)
+    assert 0.04 < len(test) / (len(train) + len(test)) < 0.3

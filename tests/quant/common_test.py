@@ -92,6 +92,11 @@ def allowed(name, q, x, kwargs):
     if name == "lsq":
         r = y / np.asarray(kwargs["step"])
         return np.isclose(r, np.round(r), atol=1e-4) & (r >= -2) & (r <= 1)
+    if name in ("ternary_absmean", "binary_absmean", "token_absmax"):
+        codes = np.round(y / np.asarray(q.encode(x, **kwargs).full_scale()), 4)
+        if name == "token_absmax":  # default 8 bits
+            return (codes == np.round(codes)) & (codes >= -128) & (codes <= 127)
+        return np.isin(codes, [-1, 0, 1] if name == "ternary_absmean" else [-1, 1])
     if name == "identity":
         return np.ones(y.shape, bool)
     return np.isin(y, [-1, 1])

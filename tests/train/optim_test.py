@@ -42,3 +42,17 @@ def test_optimizer_applies_coupled_decay_then_momentum():
     updates, _ = tx.update(grads, tx.init(params), params)
     # torch.optim.SGD: d = g + wd·w = 2.5, first momentum buffer = d, update = −lr·d.
     np.testing.assert_allclose(updates["a"]["kernel"], -0.1 * 2.5, rtol=1e-6)
+
+
+def test_adamw_decays_decoupled_from_the_adam_step():
+    c = config_lib.base()
+    c.optimizer, c.lr, c.warmup_epochs, c.weight_decay = "adamw", 0.1, 0, 0.5
+    c.b1, c.b2, c.schedule = 0.9, 0.95, "constant"
+    params = {"a": {"kernel": jnp.full(3, 2.0)}}
+    tx, _ = optim.create(c, params, {}, schedule.learning_rate_fn(c, 1, 100))
+    grads = {"a": {"kernel": jnp.asarray([1.0, -3.0, 0.0])}}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    # torch.optim.AdamW, first step: m̂ = g, v̂ = g², so adam = g / (|g| + ε); the decay
+    # lr·λ·w is added outside Adam's normalisation (coupled L2 would be normalised away).
+    adam = np.asarray([1.0, -3.0, 0.0]) / (np.abs([1.0, -3.0, 0.0]) + 1e-8)
+    np.testing.assert_allclose(updates["a"]["kernel"], -0.1 * (adam + 0.5 * 2.0), atol=1e-6)

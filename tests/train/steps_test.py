@@ -59,3 +59,22 @@ def test_train_step_reads_extra_collections_and_reports_the_schedule():
     assert int(new.step) == 1 and float(metrics["lr"]) == 0.5
     assert float(metrics["progress"]) == 0.0  # step 0 of 8
     np.testing.assert_allclose(metrics["loss"], np.log1p(np.exp(10.0)), rtol=1e-5)
+
+
+def test_eval_step_counts_every_token_of_a_sequence_model():
+    class Fixed(nn.Module):
+        @nn.compact
+        def __call__(self, x, train=False):
+            del train
+            return jax.nn.one_hot(x.astype(jnp.int32), 4) * 10.0  # predicts its input
+
+    tokens = jnp.asarray([[0, 1, 2], [3, 3, 3]], jnp.float32)
+    labels = jnp.asarray([[0, 1, 0], [3, 0, 0]])
+    state = steps.TrainState(jnp.int32(0), {}, {}, {}, None)
+    mask = jnp.asarray([True, False])  # the second sequence is padding
+    sums = steps.eval_step(state, {"image": tokens, "label": labels, "mask": mask}, model=Fixed())
+    assert float(sums["count"]) == 3.0 and float(sums["correct"]) == 2.0
+    want = optax.softmax_cross_entropy_with_integer_labels(
+        jax.nn.one_hot(tokens[0].astype(jnp.int32), 4) * 10.0, labels[0]
+    ).sum()
+    np.testing.assert_allclose(sums["loss_sum"], want, rtol=1e-6)
