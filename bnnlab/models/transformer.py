@@ -72,8 +72,8 @@ class ByteLM(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, tokens, train: bool = False):
-        del train  # No dropout or batch statistics.
+    def __call__(self, tokens, train: bool = False, progress=None):
+        del train, progress  # No dropout, batch statistics or schedules (the zoo's signature).
         tokens = tokens.astype(jnp.int32)
         if tokens.shape[-1] > self.max_len:
             raise ValueError(
@@ -105,8 +105,8 @@ class ViT(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, images, train: bool = False):
-        del train  # No dropout or batch statistics.
+    def __call__(self, images, train: bool = False, progress=None):
+        del train, progress  # No dropout, batch statistics or schedules (the zoo's signature).
         p = self.patch
         x = nn.Conv(self.width, (p, p), strides=p, padding="VALID", dtype=self.dtype, name="embed")(
             images

@@ -16,6 +16,7 @@ import recipes
     [
         ("bitnet_lm", "runlocal"),
         ("bitnet_lm", "runlocal,weights=binary"),
+        ("bitnet_lm", "runlocal,weights=float"),
         ("bitnet_vit", "runlocal"),
     ],
 )
@@ -32,7 +33,8 @@ def test_transformer_recipe_trains_and_evaluates(tmp_path, name, arg):
         **{"model.width": 32, "model.depth": 1},
     )
     exp = experiment.build(config)
-    assert len(exp.layers) == 6  # q, k, v, out, up, down: the embedding and head stay float
+    # q, k, v, out, up, down: the embedding and head stay float; the float model has none.
+    assert len(exp.layers) == (0 if "float" in arg else 6)
     final = loop.run(exp, tmp_path)
     assert np.isfinite(final["loss"])
     if name == "bitnet_lm":
